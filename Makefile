@@ -1,0 +1,46 @@
+# Kronicle: the two commands of the quick start are `make dev` and `make test`.
+# Everything they need (virtualenv, Python packages, the Kafka jars) is set up
+# by the targets below; nothing has to be installed by hand besides Python 3.11+,
+# Java 17+ and Maven.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: dev test setup kafka lint format unit integration chaos bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Kronicle needs Python 3.11+"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+kafka: setup
+	$(PY) -m kronicle kafka fetch
+
+lint: setup
+	$(PY) -m ruff check kronicle tests bench
+	$(PY) -m ruff format --check kronicle tests bench
+	$(PY) -m mypy
+
+format: setup
+	$(PY) -m ruff format kronicle tests bench
+	$(PY) -m ruff check --fix kronicle tests bench
+
+test: setup kafka lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: setup kafka
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+dev: setup kafka
+	$(PY) -m kronicle server start-dev
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache deploy/kafka/target

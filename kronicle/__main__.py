@@ -1,0 +1,5 @@
+"""``python -m kronicle`` runs the CLI."""
+
+from kronicle.cli import main
+
+main()

@@ -1,0 +1,16 @@
+"""The ``kronicle`` command line: one small module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from kronicle.cli import kafka, server
+
+app = typer.Typer(no_args_is_help=True, help="Kronicle: durable execution on Apache Kafka.")
+app.add_typer(server.app, name="server")
+app.add_typer(kafka.app, name="kafka")
+
+
+def main() -> None:
+    """Entry point of the ``kronicle`` console script."""
+    app()

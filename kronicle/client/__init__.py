@@ -1,0 +1,1 @@
+"""Public client API (``Client``, ``WorkflowHandle``). Not built yet: see the SDK issue."""

@@ -1,0 +1,1 @@
+"""Kronicle's edges: the HTTP frontend, visibility, mirroring, Kafka wrappers and local Kafka."""

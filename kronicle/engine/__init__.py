@@ -1,0 +1,1 @@
+"""The partition processor: a pure state machine inside a Kafka transaction shell."""

@@ -1,0 +1,1 @@
+"""Public error tree. Not built yet: see the SDK issue."""

@@ -1,0 +1,1 @@
+"""Avro schemas (``*.avsc``) and their Confluent-framed encoding."""

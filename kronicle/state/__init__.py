@@ -1,0 +1,1 @@
+"""RocksDB state stores, changelog, checkpoints and restore."""

@@ -1,0 +1,1 @@
+"""Testing support: ``WorkflowEnvironment`` (SDK issue) and local Kafka for tests."""

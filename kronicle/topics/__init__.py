@@ -1,0 +1,1 @@
+"""Topic names, partitioning and admin (creation, co-partitioning checks)."""

@@ -1,0 +1,1 @@
+"""Public worker API (``Worker``, ``Replayer``). Not built yet: see the SDK issue."""
