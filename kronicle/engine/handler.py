@@ -18,18 +18,18 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 __all__ = [
+    "TIMER_COLUMN_FAMILIES",
     "CommandRecord",
     "Context",
     "Handler",
     "InvalidCommand",
-    "TIMER_COLUMN_FAMILIES",
 ]
 
 TIMER_COLUMN_FAMILIES = ("timers", "timer_ids")
 """Column families the shell owns for durable timers (handlers must not use them)."""
 
 
-class InvalidCommand(Exception):  # noqa: N818 - reads as a verdict on the command, like Temporal's
+class InvalidCommand(Exception):
     """Raised by a handler for a command that cannot be applied.
 
     The shell sends the command to the namespace's dead-letter topic with
