@@ -27,17 +27,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from kronicle.connectors.local_kafka import KAFKA_VERSION, LocalBroker
-from kronicle.engine.counter import COUNTER_ADD, CounterHandler, register_counter_schemas
+from kronicle.engine.counter import COUNTER_ADD, CounterHandler, counter_registry
 from kronicle.engine.processor import Processor, ProcessorConfig
 from kronicle.schemas import SchemaRegistry
 from kronicle.topics import NamespaceTopics, ensure_namespace_topics
 
 
-def _produce_commands(bootstrap: str, topic: str, n: int, keys: int, padding: int, codec: SchemaRegistry) -> int:
+def _produce_commands(bootstrap: str, topic: str, n: int, *, keys: int, padding: int, codec: SchemaRegistry) -> int:
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20})
     size = 0
     for i in range(n):
@@ -68,8 +68,12 @@ def raw_ceiling(bootstrap: str, topics: NamespaceTopics, n: int, batch: int) -> 
         }
     )
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "transactional.id": f"raw-{uuid.uuid4()}", "linger.ms": 2,
-         "queue.buffering.max.messages": 1_000_000}
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"raw-{uuid.uuid4()}",
+            "linger.ms": 2,
+            "queue.buffering.max.messages": 1_000_000,
+        }
     )
     producer.init_transactions(30)
     consumer.subscribe([topics.commands])
@@ -99,10 +103,13 @@ def raw_ceiling(bootstrap: str, topics: NamespaceTopics, n: int, batch: int) -> 
     return n / elapsed
 
 
-def engine(bootstrap: str, topics: NamespaceTopics, n: int, batch: int, state_dir: Path) -> tuple[float, dict[str, Any]]:
-    codec = register_counter_schemas(SchemaRegistry.with_builtin_schemas())
-    config = ProcessorConfig(bootstrap, topics.namespace, state_dir, f"bench-{uuid.uuid4().hex[:6]}",
-                             max_batch_records=batch)
+def engine(
+    bootstrap: str, topics: NamespaceTopics, n: int, batch: int, state_dir: Path
+) -> tuple[float, dict[str, Any]]:
+    codec = counter_registry()
+    config = ProcessorConfig(
+        bootstrap, topics.namespace, state_dir, f"bench-{uuid.uuid4().hex[:6]}", max_batch_records=batch
+    )
     processor = Processor(config, CounterHandler(topics.history, codec.encode), codec)
     processor.start()
     done = 0
@@ -139,14 +146,18 @@ def main() -> None:
         broker.start()
         bootstrap = broker.bootstrap_servers
     try:
-        codec = register_counter_schemas(SchemaRegistry.with_builtin_schemas())
+        codec = counter_registry()
         admin = AdminClient({"bootstrap.servers": bootstrap})
         raw_topics = NamespaceTopics(f"benchraw{uuid.uuid4().hex[:6]}")
         eng_topics = NamespaceTopics(f"benchengine{uuid.uuid4().hex[:6]}")
         for t in (raw_topics, eng_topics):
             ensure_namespace_topics(admin, t.namespace, args.partitions)
-        size = _produce_commands(bootstrap, raw_topics.commands, args.commands, args.keys, args.padding, codec)
-        _produce_commands(bootstrap, eng_topics.commands, args.commands, args.keys, args.padding, codec)
+        size = _produce_commands(
+            bootstrap, raw_topics.commands, args.commands, keys=args.keys, padding=args.padding, codec=codec
+        )
+        _produce_commands(
+            bootstrap, eng_topics.commands, args.commands, keys=args.keys, padding=args.padding, codec=codec
+        )
         ceiling = raw_ceiling(bootstrap, raw_topics, args.commands, args.batch)
         with tempfile.TemporaryDirectory(prefix="kronicle-bench-") as state_dir:
             rate, detail = engine(bootstrap, eng_topics, args.commands, args.batch, Path(state_dir))

@@ -16,8 +16,8 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from kronicle.connectors.local_kafka import _die_with_parent
-from kronicle.engine.counter import COUNTER_ADD, COUNTER_OUTPUT, register_counter_schemas
+from kronicle.connectors.local_kafka import die_with_parent
+from kronicle.engine.counter import COUNTER_ADD, COUNTER_OUTPUT, counter_registry
 from kronicle.schemas import SchemaRegistry
 from kronicle.topics import NamespaceTopics, ensure_namespace_topics
 from tests.kafka_helpers import consumer
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def counter_codec() -> SchemaRegistry:
-    return register_counter_schemas(SchemaRegistry.with_builtin_schemas())  # type: ignore[no-any-return]
+    return counter_registry()
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class EngineProcess:
             cmd.append("--standby")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+            self.proc = subprocess.Popen(die_with_parent(cmd), stdout=out, stderr=subprocess.STDOUT, env=env)
         return self
 
     def kill9(self) -> None:

@@ -28,16 +28,15 @@ def run(
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
 ) -> None:
     """Apply a namespace's commands until SIGTERM or Ctrl-C."""
-    from kronicle.engine.counter import CounterHandler, register_counter_schemas
+    from kronicle.engine.counter import CounterHandler, counter_registry
     from kronicle.engine.processor import Processor, ProcessorConfig
-    from kronicle.schemas import SchemaRegistry
     from kronicle.topics import NamespaceTopics
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if handler != "counter":
         typer.echo(f"error: unknown handler {handler!r}; available: counter", err=True)
         raise typer.Exit(2)
-    codec = register_counter_schemas(SchemaRegistry.with_builtin_schemas())
+    codec = counter_registry()
     config = ProcessorConfig(
         bootstrap_servers=bootstrap,
         namespace=namespace,

@@ -10,14 +10,13 @@ The jars are fetched once by Maven (``deploy/kafka/pom.xml``) into
 download nothing.
 
 Every JVM started here is tied to the Python process that started it
-(``PR_SET_PDEATHSIG``), so a test run that is interrupted or killed cannot leave
+(``PR_SET_PDEATHSIG`` through ``setpriv``), so a test run that is interrupted or killed cannot leave
 brokers behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -41,6 +40,7 @@ __all__ = [
     "KafkaSetupError",
     "LocalBroker",
     "LocalCluster",
+    "die_with_parent",
     "free_port",
 ]
 
@@ -99,12 +99,15 @@ def _deploy_dir() -> Path:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux only: the kernel SIGKILLs the broker if the Python process dies.
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+def die_with_parent(cmd: Sequence[str]) -> list[str]:
+    """Prefix a command so the kernel SIGKILLs it when the Python process that started it dies.
+
+    Uses util-linux ``setpriv --pdeathsig`` (no ``preexec_fn``, which is unsafe in a
+    threaded parent). Where ``setpriv`` is missing the command is returned as is
+    and only the normal shutdown paths stop the child.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--", *cmd] if setpriv else list(cmd)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,12 +452,11 @@ class LocalCluster:
         )
         out = open(node.data_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
         node.process = subprocess.Popen(
-            cmd,
+            die_with_parent(cmd),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop brokers cleanly
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         out.close()
 

@@ -136,9 +136,10 @@ class PartitionBatch:
         except InvalidCommand as exc:
             self._dead_letter(record, "invalid", exc.reason)
             return
-        except Exception as exc:  # noqa: BLE001 - a handler bug must not stop the partition
-            log.exception("handler failed on %s[%d]@%d; dead-lettering", self._commands_topic, record.partition,
-                          record.offset)
+        except Exception as exc:
+            log.exception(
+                "handler failed on %s[%d]@%d; dead-lettering", self._commands_topic, record.partition, record.offset
+            )
             reason = f"internal error: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
             self._dead_letter(record, "internal", reason)
             return

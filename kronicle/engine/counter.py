@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from kronicle import schemas
 from kronicle.engine.handler import CommandRecord, Context, InvalidCommand
+from kronicle.schemas import SchemaRegistry
 
-__all__ = ["COUNTER_ADD", "COUNTER_OUTPUT", "COUNTER_SCHEMAS", "CounterHandler", "register_counter_schemas"]
+__all__ = ["COUNTER_ADD", "COUNTER_OUTPUT", "COUNTER_SCHEMAS", "CounterHandler", "counter_registry"]
 
 COUNTER_ADD = "kronicle.example.CounterAdd"
 COUNTER_OUTPUT = "kronicle.example.CounterOutput"
@@ -55,8 +58,10 @@ COUNTER_SCHEMAS: list[tuple[int, dict[str, Any]]] = [
 _TOTAL = struct.Struct(">q")
 
 
-def register_counter_schemas(registry: Any) -> Any:
-    """Add the counter's schemas to a :class:`kronicle.schemas.SchemaRegistry`; returns it."""
+def counter_registry() -> SchemaRegistry:
+    """A registry with Kronicle's own schemas plus the counter's (a new one per call)."""
+    registry = SchemaRegistry()
+    registry.load_dir(Path(schemas.__file__).parent)
     for schema_id, schema in COUNTER_SCHEMAS:
         registry.register(schema, schema_id)
     return registry

@@ -28,9 +28,7 @@ TRANSACTION_SECONDS = Histogram(
     ["namespace"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
-TRANSACTIONS = Counter(
-    "kronicle_engine_transactions_total", "Batch transactions by outcome.", ["namespace", "outcome"]
-)
+TRANSACTIONS = Counter("kronicle_engine_transactions_total", "Batch transactions by outcome.", ["namespace", "outcome"])
 DLQ = Counter("kronicle_engine_dlq_total", "Commands sent to the dead-letter topic.", ["namespace", "error_type"])
 TIMERS_FIRED = Counter("kronicle_engine_timers_fired_total", "Durable timers fired.", ["namespace"])
 LAG = Gauge("kronicle_engine_lag_records", "Commands not yet processed, per partition.", ["namespace", "partition"])

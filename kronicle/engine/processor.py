@@ -495,8 +495,9 @@ class Processor:
             )
         st.seq = seq
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
-                 **kwargs: Any) -> None:
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], **kwargs: Any
+    ) -> None:
         assert self._producer is not None
         while True:
             try:

@@ -17,11 +17,10 @@ from kronicle.engine.batch import (
     PartitionBatch,
 )
 from kronicle.engine.context import BatchEffects
-from kronicle.engine.counter import COUNTER_ADD, COUNTER_OUTPUT, CounterHandler
+from kronicle.engine.counter import COUNTER_ADD, COUNTER_OUTPUT, CounterHandler, counter_registry
 from kronicle.engine.handler import CommandRecord, Context
-from tests.engine_harness import counter_codec
 
-CODEC = counter_codec()
+CODEC = counter_registry()
 COMMANDS, DLQ, OUT = "kronicle.ns.commands", "kronicle.ns.dlq", "kronicle.ns.history"
 
 
