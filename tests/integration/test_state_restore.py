@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
 from kronicle.state.restore import Restorer
