@@ -93,6 +93,8 @@ class ChangelogReader:
         }
         self._consumer = Consumer(conf)
         self._next: dict[int, int] = {}
+        # Per partition: the EOF offset last reached and the high watermark seen then.
+        self._eof: dict[int, tuple[int, int | None]] = {}
         self._warned_cfs: set[str] = set()
         self._closed = False
 
@@ -117,6 +119,7 @@ class ChangelogReader:
 
     def unassign(self, partition: int) -> None:
         """Stop reading ``partition``; a no-op if it is not being read."""
+        self._eof.pop(partition, None)
         if self._next.pop(partition, None) is None:
             return
         self._consumer.incremental_unassign([TopicPartition(self._topic, partition)])
@@ -128,6 +131,23 @@ class ChangelogReader:
         except KafkaException:
             return None
         return int(high) if high >= 0 else None
+
+    def lag(self, partition: int) -> int | None:
+        """Records between the read position and the partition end, as of the last fetch.
+
+        0 right after reaching EOF, as long as the partition has not grown since
+        (the end may then sit above the position only by transaction markers,
+        aborted records or a transaction still open). Otherwise the distance to
+        the high watermark, which counts records of open transactions too. None
+        before the first fetch or for a partition not being read.
+        """
+        position = self._next.get(partition)
+        end = self.end_offset(partition)
+        if position is None or end is None:
+            return None
+        if self._eof.get(partition) == (position, end):
+            return 0
+        return max(0, end - position)
 
     def read(self, max_records: int, timeout: float) -> ReadResult:
         """Consume up to ``max_records`` events for up to ``timeout`` seconds and apply them."""
@@ -172,6 +192,7 @@ class ChangelogReader:
             return
         self._closed = True
         self._next.clear()
+        self._eof.clear()
         self._consumer.close()
 
     def _on_error(
@@ -191,6 +212,7 @@ class ChangelogReader:
             if writes or end > self._store.changelog_offset(partition):
                 self._store.apply(partition, writes, changelog_offset=end)
             self._next[partition] = end
+            self._eof[partition] = (end, self.end_offset(partition))
             result.eof[partition] = end
         elif code == KafkaError._AUTO_OFFSET_RESET:
             self._wipe(partition, err)
@@ -217,6 +239,7 @@ class ChangelogReader:
             err.str(),
         )
         self._consumer.incremental_unassign([TopicPartition(self._topic, partition)])
+        self._eof.pop(partition, None)
         self._store.destroy(partition)
         self._store.open(partition)
         self._consumer.incremental_assign([TopicPartition(self._topic, partition, OFFSET_BEGINNING)])

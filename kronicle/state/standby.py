@@ -67,7 +67,6 @@ class StandbyReplicator:
     ) -> None:
         self._store = store
         self._reader = ChangelogReader(store, bootstrap_servers, changelog_topic, consumer_config, role="standby")
-        self._caught_up: set[int] = set()
 
     def partitions(self) -> set[int]:
         """The partitions being tailed."""
@@ -84,7 +83,6 @@ class StandbyReplicator:
         current = self._reader.assigned()
         for partition in sorted(current - partitions):
             self._reader.unassign(partition)
-            self._caught_up.discard(partition)
             self._store.close(partition)
             STANDBY_LAG.remove(self._store.namespace, str(partition))
         for partition in sorted(partitions - current):
@@ -101,9 +99,6 @@ class StandbyReplicator:
         ns = self._store.namespace
         for partition, n in result.records.items():
             STANDBY_RECORDS.labels(ns, str(partition)).inc(n)
-            self._caught_up.discard(partition)
-        self._caught_up |= set(result.eof)
-        self._caught_up -= result.wiped
         for partition in self._reader.assigned():
             lag = self.lag(partition)
             if lag is not None:
@@ -118,27 +113,21 @@ class StandbyReplicator:
         partition, and reopening the DB in between would only cost time.
         """
         self._reader.unassign(partition)
-        self._caught_up.discard(partition)
         STANDBY_LAG.remove(self._store.namespace, str(partition))
 
     def lag(self, partition: int) -> int | None:
         """How many changelog records the replica is behind, or None if unknown or not tailed.
 
-        Known once the consumer has fetched the partition; 0 when the last read
-        reached the end of the committed data. Otherwise it is measured against
-        the high watermark, so records of a transaction still open count too.
+        Measured against the partition end the consumer saw in its last fetch, so
+        it is unknown (None) until the first fetch and does not see records
+        produced since. 0 once the replica reached the end of the committed
+        data and the partition has not grown since; otherwise the distance to
+        the high watermark, which also counts records of a transaction still open.
         """
-        position = self._reader.position(partition)
-        if position is None:
-            return None
-        if partition in self._caught_up:
-            return 0
-        end = self._reader.end_offset(partition)
-        return None if end is None else max(0, end - position)
+        return self._reader.lag(partition)
 
     def close(self) -> None:
         """Stop tailing and close the stores of the partitions still tailed (idempotent)."""
         for partition in self._reader.assigned():
             self._store.close(partition)
-        self._caught_up.clear()
         self._reader.close()
