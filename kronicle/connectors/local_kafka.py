@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import re
@@ -139,8 +140,14 @@ class KafkaRuntime:
         libs = root / f"kafka-{version}" / "libs"
         marker = libs / ".complete"
         if not marker.exists():
-            _fetch_with_maven(deploy / "pom.xml", libs, version)
-            marker.write_text(f"kafka {version}\n")
+            # Two processes may set up at once (parallel test runs, make dev beside
+            # make test): one fetches, the other waits and then finds the marker.
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / f".kafka-{version}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not marker.exists():
+                    _fetch_with_maven(deploy / "pom.xml", libs, version)
+                    marker.write_text(f"kafka {version}\n")
         return cls(libs=libs, java=java, log4j_config=deploy / "log4j2.properties")
 
     def command(self, main_class: str, *args: str, heap: str = _DEFAULT_HEAP, logs_dir: Path) -> list[str]:

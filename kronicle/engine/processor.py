@@ -64,6 +64,7 @@ HEADER_SEQUENCE = "kronicle.seq"
 HEADER_VERSION = "kronicle.version"
 
 _SEQ_KEY = b"seq"
+_Headers = list[tuple[str, str | bytes | None]]
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
@@ -302,7 +303,14 @@ class Processor:
             st.next_due = self._earliest_timer(p)
             st.phase = _Phase.ACTIVE
             self._consumer.resume([TopicPartition(self.topics.commands, p)])
-            log.info("partition %d restored (changelog offset %d)", p, self.store.changelog_offset(p))
+            result = self._restorer.result(p)
+            log.info(
+                "partition %d restored: %d changelog records read, at offset %d%s",
+                p,
+                result.records if result else -1,
+                self.store.changelog_offset(p),
+                " (store was wiped)" if result and result.wiped else "",
+            )
         self._update_partition_gauges()
 
     def _earliest_timer(self, partition: int) -> int | None:
@@ -331,14 +339,14 @@ class Processor:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
-            p = msg.partition()
-            assert p is not None
-            st = self._partitions.get(p)
-            if st is None or st.phase is not _Phase.ACTIVE:
+            partition = msg.partition()
+            assert partition is not None
+            owned = self._partitions.get(partition)
+            if owned is None or owned.phase is not _Phase.ACTIVE:
                 continue  # revoked during this consume(): the next owner reads it from the committed offset
-            batch = batches.get(p)
+            batch = batches.get(partition)
             if batch is None:
-                batch = batches[p] = self._new_batch(p, now)
+                batch = batches[partition] = self._new_batch(partition, now)
             batch.add(_input(msg))
         if batches:
             self._commit(batches)
@@ -463,7 +471,7 @@ class Processor:
         version = self._version_header
         for out in batch.effects.outputs:
             seq += 1
-            headers = [*out.headers, (HEADER_SEQUENCE, str(seq).encode()), (HEADER_VERSION, version)]
+            headers: _Headers = [*out.headers, (HEADER_SEQUENCE, str(seq).encode()), (HEADER_VERSION, version)]
             if out.partition is None:
                 self._produce(out.topic, out.key, out.value, headers)
             else:
@@ -495,9 +503,7 @@ class Processor:
             )
         st.seq = seq
 
-    def _produce(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], **kwargs: Any
-    ) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: _Headers, **kwargs: Any) -> None:
         assert self._producer is not None
         while True:
             try:
@@ -549,8 +555,8 @@ def _input(msg: Message) -> InputRecord:
     return InputRecord(
         partition=partition,
         offset=offset,
-        key=msg.key(),  # type: ignore[arg-type]
-        value=msg.value(),  # type: ignore[arg-type]
+        key=msg.key(),
+        value=msg.value(),
         headers=msg.headers() or (),  # type: ignore[arg-type]
         timestamp_ms=ts,
     )
