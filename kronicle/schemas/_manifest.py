@@ -127,7 +127,7 @@ def check_unique(versions: Iterable[SchemaVersion]) -> list[str]:
     problems: list[str] = []
     by_id: dict[int, SchemaVersion] = {}
     by_subject_version: dict[tuple[str, int], SchemaVersion] = {}
-    folder_of_subject: dict[str, Path | None] = {}
+    folder_of_subject: dict[str, Path] = {}
     for v in versions:
         where = v.source or "<registered>"
         other = by_id.get(v.schema_id)
@@ -143,13 +143,14 @@ def check_unique(versions: Iterable[SchemaVersion]) -> list[str]:
                 f"{v.subject} v{v.version} is declared twice ({by_subject_version[key].source} and {where})"
             )
         by_subject_version.setdefault(key, v)
-        folder = v.source.parent if v.source else None
-        if v.subject in folder_of_subject and folder_of_subject[v.subject] != folder:
+        if v.source is None:
+            continue  # registered by a test or tool: belongs to no folder
+        folder = v.source.parent
+        if folder_of_subject.setdefault(v.subject, folder) != folder:
             problems.append(
                 f"subject {v.subject} is declared in two folders ({folder_of_subject[v.subject]} and {folder});"
                 " keep all versions of a subject in one ids.json"
             )
-        folder_of_subject.setdefault(v.subject, folder)
     return problems
 
 

@@ -189,21 +189,18 @@ def partition_counts(
 
 
 def _check_counts(specs: Sequence[TopicSpec], existing: Mapping[str, int]) -> None:
-    wrong = {
-        s.name: existing[s.name]
-        for s in specs
-        if s.copartitioned and existing.get(s.name, s.partitions) != s.partitions
-    }
-    if wrong:
-        want = next(s.partitions for s in specs if s.copartitioned)
-        counts = {s.name: existing.get(s.name, s.partitions) for s in specs if s.copartitioned}
-        detail = ", ".join(f"{t} has {n}" for t, n in counts.items())
-        raise CoPartitioningError(
-            f"cannot use {want} partitions: {detail}; commands, history and state-changelog of a namespace must"
-            f" have the same partition count. Create the namespace with partitions={existing[next(iter(wrong))]}"
-            " to match the existing topics, or delete the mismatched topics of this (new, empty) namespace first",
-            counts,
-        )
+    copartitioned = [s for s in specs if s.copartitioned]
+    wrong = [s for s in copartitioned if s.name in existing and existing[s.name] != s.partitions]
+    if not wrong:
+        return
+    counts = {s.name: existing[s.name] for s in copartitioned if s.name in existing}
+    detail = ", ".join(f"{t} has {n} partitions" for t, n in counts.items())
+    raise CoPartitioningError(
+        f"cannot use {wrong[0].partitions} partitions: {detail}; commands, history and state-changelog of a"
+        f" namespace must have the same partition count. Pass partitions={existing[wrong[0].name]} to match the"
+        " existing topics or, if the namespace holds no data yet, delete those topics first",
+        counts,
+    )
 
 
 def _copartitioning_error(namespace: str, counts: Mapping[str, int]) -> CoPartitioningError:

@@ -95,3 +95,12 @@ def _v1_body() -> bytes:
     registry = SchemaRegistry()
     registry.register(V1, 1, version=1)
     return registry.encode("test.Order", OLD)[5:]
+
+
+def test_a_test_can_register_a_new_version_of_a_packaged_schema(tmp_path: Path) -> None:
+    write_folder(tmp_path, [(V1, 101, 1, "Order.v1.avsc")])
+    registry = SchemaRegistry()
+    registry.load_dir(tmp_path)
+    written_with_v1 = registry.encode("test.Order", OLD)
+    registry.register(V2, 102, version=2)
+    assert registry.decode(written_with_v1) == ("test.Order", AS_V2)

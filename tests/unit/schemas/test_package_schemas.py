@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import fastavro
@@ -74,3 +75,16 @@ def test_changelog_key_layout_matches_the_hand_encoding(cf: str, key: bytes) -> 
     cf_bytes = cf.encode()
     expected = b"\x00\x00\x00\x00\x01" + varint(len(cf_bytes)) + cf_bytes + varint(len(key)) + key
     assert default_registry().encode("kronicle.ChangelogKey", {"cf": cf, "key": key}) == expected
+
+
+def test_the_state_stores_hand_written_changelog_key_matches_the_registry() -> None:
+    # kronicle.state.changelog encodes ChangelogKey by hand with its own copy of
+    # the schema; both must stay the same wire format under the same id.
+    from kronicle.schemas import fingerprint
+    from kronicle.state.changelog import CHANGELOG_KEY_SCHEMA, CHANGELOG_KEY_SCHEMA_ID, encode_changelog_key
+
+    registry = default_registry()
+    assert registry.schema_id("kronicle.ChangelogKey") == CHANGELOG_KEY_SCHEMA_ID
+    assert fingerprint(CHANGELOG_KEY_SCHEMA) == fingerprint(json.loads(registry.schema_text(CHANGELOG_KEY_SCHEMA_ID)))
+    data = encode_changelog_key("timers", b"\x00\x01due")
+    assert registry.decode(data) == ("kronicle.ChangelogKey", {"cf": "timers", "key": b"\x00\x01due"})
