@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -139,15 +140,20 @@ class KafkaRuntime:
         root = cache_dir or Path(os.environ.get("KRONICLE_CACHE", Path.home() / ".cache" / "kronicle"))
         libs = root / f"kafka-{version}" / "libs"
         marker = libs / ".complete"
-        if not marker.exists():
+        # The marker holds the pom's digest, so a changed pom (another dependency,
+        # a pinned version) refetches instead of running with stale jars.
+        wanted = f"kafka {version} pom {hashlib.sha256((deploy / 'pom.xml').read_bytes()).hexdigest()}\n"
+        if not marker.exists() or marker.read_text() != wanted:
             # Two processes may set up at once (parallel test runs, make dev beside
             # make test): one fetches, the other waits and then finds the marker.
             root.mkdir(parents=True, exist_ok=True)
             with open(root / f".kafka-{version}.lock", "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                if not marker.exists():
+                if not marker.exists() or marker.read_text() != wanted:
+                    if libs.exists():
+                        shutil.rmtree(libs)
                     _fetch_with_maven(deploy / "pom.xml", libs, version)
-                    marker.write_text(f"kafka {version}\n")
+                    marker.write_text(wanted)
         return cls(libs=libs, java=java, log4j_config=deploy / "log4j2.properties")
 
     def command(self, main_class: str, *args: str, heap: str = _DEFAULT_HEAP, logs_dir: Path) -> list[str]:
@@ -440,10 +446,8 @@ class LocalCluster:
         cmd = runtime.command(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self.cluster_id,
-            "-c",
-            str(node.data_dir / "server.properties"),
+            f"--cluster-id={self.cluster_id}",  # "=" form: a random id may start with "-"
+            f"--config={node.data_dir / 'server.properties'}",
             heap="-Xmx256m",
             logs_dir=node.data_dir / "logs",
         )
