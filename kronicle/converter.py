@@ -299,7 +299,7 @@ class FailureConverter:
         to = payload_converter.to_payloads
         match error:
             case exc.ApplicationError():
-                failure["type"] = error.type or type(error).__name__
+                failure["type"] = error.type  # None stays None, as in temporalio
                 failure["non_retryable"] = error.non_retryable
                 failure["details"] = [p.to_dict() for p in to(error.details)]
                 delay = error.next_retry_delay
