@@ -127,6 +127,7 @@ class WorkflowInstance(DeterministicEventLoop):
         self._object: Any = None
         self._start_args: list[Any] = []
         self._main_task: asyncio.Task[None] | None = None
+        self._main_started = False
         self._cancel_requested = False
         self._completed = False
         self._in_query = False
@@ -297,11 +298,13 @@ class WorkflowInstance(DeterministicEventLoop):
 
     def _start_main_task(self) -> None:
         self._main_task = self.create_task(self._run_main(), name="workflow-run")
-        if self._cancel_requested:
-            self._main_task.cancel()
 
     async def _run_main(self) -> None:
+        self._main_started = True
         try:
+            if self._cancel_requested:
+                # Cancelled before the run method began: it never runs, as with an asyncio task.
+                raise asyncio.CancelledError()
             result = await self._defn.run_fn(self._object, *self._start_args)
         except ContinueAsNewError as can:
             self._apply_continue_as_new(can)
@@ -482,7 +485,8 @@ class WorkflowInstance(DeterministicEventLoop):
     def _apply_cancel_workflow(self, job: act.CancelWorkflow) -> None:
         del job
         self._cancel_requested = True
-        if self._main_task is not None and not self._main_task.done():
+        # A task cancelled before its first step would die outside _run_main's handlers.
+        if self._main_started and self._main_task is not None and not self._main_task.done():
             self._main_task.cancel()
 
     def _apply_resolve_child_workflow_start(self, job: act.ResolveChildWorkflowStart) -> None:
