@@ -8,7 +8,7 @@ from typing import Any
 
 from kronicle import workflow
 from kronicle.common import ChildWorkflowCancellationType
-from kronicle.exceptions import ActivityError, ApplicationError, CancelledError
+from kronicle.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 from kronicle.worker import _activation as act
 from tests.unit.sdk.harness import Harness, failure, payload, value
 
@@ -169,7 +169,7 @@ class CancelsChild:
         child.cancel()
         try:
             await child
-        except Exception as err:
+        except ChildWorkflowError as err:
             return f"{type(err).__name__}/{type(err.__cause__).__name__}"
         return "done"
 
