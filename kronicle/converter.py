@@ -24,6 +24,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import traceback
 import types
@@ -101,6 +102,7 @@ class PayloadConverter:
         return [self.from_payload(p, hints[i] if i < len(hints) else None) for i, p in enumerate(payloads)]
 
 
+@functools.cache
 def _pydantic_base() -> type | None:
     try:
         import pydantic  # type: ignore[import-not-found, unused-ignore]

@@ -178,6 +178,32 @@ class WorkflowInstance(DeterministicEventLoop):
             return act.Completion(self._run_id, failure=self._to_failure(self._task_failure))
         return act.Completion(self._run_id, tuple(self._commands))
 
+    def dispose(self) -> None:
+        """Tear the run down without producing commands (the worker evicts it from its cache).
+
+        Pending workflow tasks are cancelled and run to their end so their
+        ``finally`` blocks run on this loop, not later in the garbage collector;
+        whatever they would command is dropped. The instance cannot be used again.
+        """
+        if self._poisoned == "disposed":
+            return
+        self._completed = True  # from here on _add_command keeps only responses, and those are discarded
+        previous_loop = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(self)
+        try:
+            for task in asyncio.all_tasks(self):
+                task.cancel()
+            with self._watchdog.guard():
+                while self._run_ready():
+                    if self._watchdog.fired:
+                        break
+        except BaseException as err:  # noqa: BLE001 - teardown must not raise into the worker
+            _log.debug("Error while disposing workflow instance", exc_info=err)
+        finally:
+            asyncio.events._set_running_loop(previous_loop)
+            self._commands = []
+            self._poisoned = "disposed"
+
     def _activate(self, activation: act.Activation) -> None:
         jobs = sorted(activation.jobs, key=lambda j: _PHASE.get(type(j), _OTHERS))
         queries = [j for j in jobs if isinstance(j, act.QueryWorkflow)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from kronicle import workflow
 from kronicle.common import ChildWorkflowCancellationType
@@ -190,3 +190,28 @@ def test_child_already_started_raises_in_the_parent() -> None:
     # WorkflowAlreadyStartedError is not a FailureError: the task fails, as in temporalio.
     assert c.failure is not None
     assert c.failure["type"] == "WorkflowAlreadyStartedError"
+
+
+@workflow.defn
+class HasFinally:
+    finally_ran: ClassVar[list[bool]] = []
+
+    @workflow.run
+    async def run(self) -> None:
+        try:
+            await workflow.sleep(100)
+        finally:
+            HasFinally.finally_ran.append(workflow.in_workflow())
+
+
+def test_dispose_runs_pending_finally_blocks_on_the_workflow_loop_and_ends_the_instance() -> None:
+    h = Harness(HasFinally)
+    h.start()
+    h.instance.dispose()
+    assert HasFinally.finally_ran == [True]
+    try:
+        h.step(act.FireTimer(1))
+    except RuntimeError as err:
+        assert "disposed" in str(err)
+    else:
+        raise AssertionError("a disposed instance must refuse activations")
