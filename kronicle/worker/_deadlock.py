@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,53 @@ class DeadlockInterrupt(BaseException):
 def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> None:
     obj = ctypes.py_object(exc_type) if exc_type is not None else ctypes.py_object()
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), obj)
+
+
+class _Monitor:
+    """One daemon thread watching every guarded activation in the process.
+
+    A thread per activation (``threading.Timer``) cost more than the activation
+    itself; here starting and ending a watch is a lock and a dict operation.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watches: dict[int, tuple[float, DeadlockWatchdog, int]] = {}
+        self._next_token = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watchdog: DeadlockWatchdog, thread_id: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._next_token += 1
+            token = self._next_token
+            earliest = min((w[0] for w in self._watches.values()), default=None)
+            self._watches[token] = (deadline, watchdog, thread_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kronicle-deadlock-monitor", daemon=True)
+                self._thread.start()
+            elif earliest is None or deadline < earliest:
+                self._cond.notify()
+            return token
+
+    def unwatch(self, token: int) -> None:
+        with self._cond:
+            self._watches.pop(token, None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, watchdog, thread_id) in list(self._watches.items()):
+                    if deadline <= now:
+                        del self._watches[token]
+                        # Still registered under the lock, so the guarded block has not ended.
+                        watchdog._fire(thread_id)
+                earliest = min((w[0] for w in self._watches.values()), default=None)
+                self._cond.wait(None if earliest is None else max(earliest - now, 0.001))
+
+
+_MONITOR = _Monitor()
 
 
 class DeadlockWatchdog:
@@ -57,15 +105,13 @@ class DeadlockWatchdog:
             yield
             return
         thread_id = threading.get_ident()
-        timer = threading.Timer(self.timeout, self._fire, args=(thread_id,))
-        timer.daemon = True
         with self._lock:
             self._active = True
-        timer.start()
+        token = _MONITOR.watch(self, thread_id, self.timeout)
         try:
             yield
         finally:
-            timer.cancel()
+            _MONITOR.unwatch(token)
             with self._lock:
                 self._active = False
                 if self.fired:
