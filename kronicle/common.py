@@ -49,6 +49,9 @@ class RetryPolicy:
     """``ApplicationError.type`` names that stop retrying at once."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.non_retryable_error_types, list):
+            # Keep the policy hashable, as a frozen value should be.
+            object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
         problems = []
         if self.initial_interval <= timedelta(0):
             problems.append(f"initial_interval must be positive, got {self.initial_interval}")

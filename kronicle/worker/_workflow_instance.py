@@ -31,6 +31,7 @@ import dataclasses
 import inspect
 import logging
 import random
+import traceback
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -489,6 +490,9 @@ class WorkflowInstance(DeterministicEventLoop):
 
     def _apply_query_workflow(self, job: act.QueryWorkflow) -> None:
         handler = self._defn.queries.get(job.query_type) or self._defn.queries.get(None)
+        if handler is None and job.query_type == "__stack_trace":
+            self._add_command(act.RespondToQuery(job.query_id, result=self._converter.to_payload(self._stack_trace())))
+            return
         if handler is None:
             known = sorted(n for n in self._defn.queries if n is not None)
             error = exc.ApplicationError(f"No query handler for {job.query_type!r} (known queries: {known})")
@@ -507,6 +511,20 @@ class WorkflowInstance(DeterministicEventLoop):
         finally:
             self._in_query = False
         self._add_command(act.RespondToQuery(job.query_id, result=result))
+
+    def _stack_trace(self) -> str:
+        """Where every pending workflow coroutine waits (the built-in ``__stack_trace`` query)."""
+        parts = []
+        for task in asyncio.all_tasks(self):
+            frames = []
+            coro: Any = task.get_coro()
+            # Task.get_stack() stops at the task's own coroutine; follow what it awaits.
+            while coro is not None and (frame := getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)):
+                frames.append((frame, frame.f_lineno))
+                coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+            where = "".join(traceback.StackSummary.extract(iter(frames)).format()) or "  (finished)\n"
+            parts.append(f"{task.get_name()}:\n{where}")
+        return "\n".join(sorted(parts))
 
     def _apply_cancel_workflow(self, job: act.CancelWorkflow) -> None:
         del job

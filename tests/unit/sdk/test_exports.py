@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 
 import pytest
@@ -119,7 +120,7 @@ def test_exported_names_are_locked_and_sorted(module: types.ModuleType) -> None:
 def test_every_exported_name_exists_and_public_ones_are_documented(module: types.ModuleType) -> None:
     for name in module.__all__:
         obj = getattr(module, name)
-        if callable(obj) and not isinstance(obj, type | types.GenericAlias) and hasattr(obj, "__doc__"):
+        if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
 
 

@@ -215,3 +215,12 @@ def test_dispose_runs_pending_finally_blocks_on_the_workflow_loop_and_ends_the_i
         assert "disposed" in str(err)
     else:
         raise AssertionError("a disposed instance must refuse activations")
+
+
+def test_built_in_stack_trace_query_shows_where_the_workflow_waits() -> None:
+    h = Harness(HasFinally)
+    h.start()
+    c = h.step(act.QueryWorkflow("q", "__stack_trace"))
+    trace = value(c.commands[0].result)  # type: ignore[attr-defined]
+    assert "workflow-run" in trace
+    assert "await workflow.sleep(100)" in trace
