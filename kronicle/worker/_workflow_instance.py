@@ -140,9 +140,12 @@ class WorkflowInstance(DeterministicEventLoop):
     def activate(self, activation: act.Activation) -> act.Completion:
         """Apply one activation's jobs, run the workflow until it is blocked, return its commands.
 
+        After a completion with ``failure`` (a workflow-task failure) the
+        instance is unusable: dispose of it and replay history on a new one.
+
         Raises:
-            RuntimeError: If the instance failed an earlier activation in a way
-                that left it unusable (a deadlock); evict it and rebuild from history.
+            RuntimeError: If an earlier activation failed the workflow task (or
+                the instance was disposed); evict it and rebuild from history.
         """
         if self._poisoned:
             raise RuntimeError(f"Workflow instance is unusable ({self._poisoned}); evict it and replay history")
@@ -160,7 +163,7 @@ class WorkflowInstance(DeterministicEventLoop):
             with self._watchdog.guard():
                 try:
                     self._activate(activation)
-                except exc.WorkflowDeadlockError:
+                except (exc.WorkflowDeadlockError, KeyboardInterrupt, SystemExit):
                     raise
                 except BaseException as err:
                     if self._watchdog.fired:
@@ -176,6 +179,9 @@ class WorkflowInstance(DeterministicEventLoop):
         finally:
             asyncio.events._set_running_loop(previous_loop)
         if self._task_failure is not None:
+            # Half-applied jobs leave the run in an unknown state: as in Temporal, the worker
+            # evicts the instance and the retried task replays history on a fresh one.
+            self._poisoned = self._poisoned or "its last activation failed the workflow task"
             return act.Completion(self._run_id, failure=self._to_failure(self._task_failure))
         return act.Completion(self._run_id, tuple(self._commands))
 
@@ -188,6 +194,7 @@ class WorkflowInstance(DeterministicEventLoop):
         """
         if self._poisoned == "disposed":
             return
+        # Deliberately allowed on a poisoned instance: evicting one is exactly when this runs.
         self._completed = True  # from here on _add_command keeps only responses, and those are discarded
         previous_loop = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self)

@@ -277,10 +277,16 @@ def test_a_plain_exception_fails_the_task_not_the_workflow() -> None:
         async def run(self) -> None:
             {}["missing"]
 
-    c = Harness(Buggy).start()
+    h = Harness(Buggy)
+    c = h.start()
     assert c.commands == ()
     assert c.failure is not None
     assert (c.failure["type"], c.failure["message"]) == ("KeyError", "missing")
+    assert "Buggy" in c.failure["stack_trace"] or "run" in c.failure["stack_trace"]
+    # The half-applied instance must be replaced by a replay on a fresh one.
+    with pytest.raises(RuntimeError, match="failed the workflow task"):
+        h.step(act.SignalWorkflow("x"))
+    h.instance.dispose()
 
 
 def test_deadlocked_workflow_code_is_interrupted_and_reported() -> None:
