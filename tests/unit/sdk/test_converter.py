@@ -206,3 +206,42 @@ def test_workflow_failure_error_carries_its_cause() -> None:
     err = WorkflowFailureError(cause=cause)
     assert err.cause is cause
     assert err.__cause__ is cause
+
+
+def test_pydantic_models_are_used_when_pydantic_is_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pydantic is not a dependency; a stand-in with the same two methods exercises the hook.
+    import sys
+    import types
+
+    from kronicle import converter
+
+    class BaseModel:
+        def __init__(self, **data: object) -> None:
+            self.__dict__.update(data)
+
+        def model_dump(self, mode: str) -> dict[str, object]:
+            assert mode == "json"
+            return dict(self.__dict__)
+
+        @classmethod
+        def model_validate(cls, data: dict[str, object]) -> BaseModel:
+            return cls(**data)
+
+        def __eq__(self, other: object) -> bool:
+            return type(other) is type(self) and other.__dict__ == self.__dict__
+
+        __hash__ = None  # type: ignore[assignment]
+
+    class User(BaseModel):
+        pass
+
+    fake = types.ModuleType("pydantic")
+    fake.BaseModel = BaseModel  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pydantic", fake)
+    converter._pydantic_base.cache_clear()
+    try:
+        p = PC.to_payload(User(name="ann", age=3))
+        assert json.loads(p.data) == {"name": "ann", "age": 3}
+        assert PC.from_payload(p, User) == User(name="ann", age=3)
+    finally:
+        converter._pydantic_base.cache_clear()
