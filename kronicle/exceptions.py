@@ -29,6 +29,7 @@ details of a failure are payloads.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Sequence
 from datetime import timedelta
@@ -403,8 +404,6 @@ def is_cancelled_exception(exc: BaseException) -> bool:
     True for :class:`asyncio.CancelledError` and for an activity or child
     workflow error caused by a :class:`CancelledError`.
     """
-    import asyncio
-
     if isinstance(exc, (asyncio.CancelledError, CancelledError)):
         return True
     return isinstance(exc, (ActivityError, ChildWorkflowError)) and isinstance(exc.cause, CancelledError)

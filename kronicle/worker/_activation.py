@@ -77,6 +77,7 @@ __all__ = [
     "UpdateResponse",
     "UpsertSearchAttributes",
     "check_determinism",
+    "is_response",
 ]
 
 ResolutionStatus: TypeAlias = Literal["completed", "failed", "cancelled"]
