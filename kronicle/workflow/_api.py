@@ -94,10 +94,18 @@ class ActivityHandle(asyncio.Task[ReturnT]):
     _on_cancel: Callable[[], None] | None = None
 
     def cancel(self, msg: Any | None = None) -> bool:
-        """Request cancellation of the activity (see ``cancellation_type``)."""
-        if self._on_cancel is not None and not self.done():
-            self._on_cancel()
-        return super().cancel(msg)
+        """Request cancellation of the activity (see ``cancellation_type``).
+
+        The handle itself is not cancelled: it resolves with the activity's
+        outcome, an ActivityError caused by CancelledError, even when cancelled
+        before it first ran.
+        """
+        if self._on_cancel is None:
+            return super().cancel(msg)
+        if self.done():
+            return False
+        self._on_cancel()
+        return True
 
 
 class ChildWorkflowHandle(asyncio.Task[ReturnT]):
@@ -108,10 +116,14 @@ class ChildWorkflowHandle(asyncio.Task[ReturnT]):
     _on_cancel: Callable[[], None] | None = None
 
     def cancel(self, msg: Any | None = None) -> bool:
-        """Request cancellation of the child (see ``cancellation_type``)."""
-        if self._on_cancel is not None and not self.done():
-            self._on_cancel()
-        return super().cancel(msg)
+        """Request cancellation of the child (see ``cancellation_type``); the handle then
+        resolves with a ChildWorkflowError caused by CancelledError."""
+        if self._on_cancel is None:
+            return super().cancel(msg)
+        if self.done():
+            return False
+        self._on_cancel()
+        return True
 
     @property
     def id(self) -> str:

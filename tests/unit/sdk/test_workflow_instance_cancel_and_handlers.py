@@ -224,3 +224,22 @@ def test_built_in_stack_trace_query_shows_where_the_workflow_waits() -> None:
     trace = value(c.commands[0].result)  # type: ignore[attr-defined]
     assert "workflow-run" in trace
     assert "await workflow.sleep(100)" in trace
+
+
+@workflow.defn
+class CancelsBeforeStart:
+    @workflow.run
+    async def run(self) -> str:
+        handle = workflow.start_activity("x", start_to_close_timeout=TIMEOUT)
+        handle.cancel()
+        try:
+            await handle
+        except ActivityError as err:
+            return f"{type(err.cause).__name__}"
+        return "finished"
+
+
+def test_cancelling_an_activity_handle_before_it_ran_still_resolves_as_activity_error() -> None:
+    c = Harness(CancelsBeforeStart).start()
+    assert [type(x).__name__ for x in c.commands] == ["ScheduleActivity", "RequestCancelActivity", "CompleteWorkflow"]
+    assert value(c.commands[2].result) == "CancelledError"  # type: ignore[attr-defined]
