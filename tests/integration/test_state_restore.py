@@ -204,8 +204,14 @@ def test_step_interleaves_two_partitions_within_its_budget(
     for _ in range(4):
         writer.transaction(0, puts(500, prefix="a"))
         writer.transaction(1, puts(500, prefix="b"))
-    # Small fetches so both partitions' records arrive in every step.
-    restorer = Restorer(store, kafka_bootstrap, changelog, {"max.partition.fetch.bytes": 8192})
+    # Small fetches and a shallow prefetch queue, so one partition's records cannot
+    # fill the consumer's queue before the other's arrive.
+    restorer = Restorer(
+        store,
+        kafka_bootstrap,
+        changelog,
+        {"max.partition.fetch.bytes": 8192, "queued.min.messages": 200, "fetch.queue.backoff.ms": 5},
+    )
     try:
         restorer.start(0)
         restorer.start(1)
