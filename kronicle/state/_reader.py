@@ -95,6 +95,7 @@ class ChangelogReader:
         self._next: dict[int, int] = {}
         # Per partition: the EOF offset last reached and the high watermark seen then.
         self._eof: dict[int, tuple[int, int | None]] = {}
+        self._families = frozenset(store.column_families)
         self._warned_cfs: set[str] = set()
         self._closed = False
 
@@ -156,9 +157,13 @@ class ChangelogReader:
             return result
         messages = self._consumer.consume(num_messages=max(1, max_records), timeout=max(0.0, timeout))
         pending: dict[int, dict[tuple[str, bytes], bytes | None]] = {}
+        # Locals: this loop runs once per changelog record during a restore.
+        next_offsets = self._next
+        families = self._families
+        counts = result.records
         for msg in messages:
-            partition = msg.partition()
             err = msg.error()
+            partition = msg.partition()
             if partition is None:
                 # Not about one partition (e.g. all brokers down): librdkafka
                 # recovers from these by itself unless they are fatal.
@@ -166,7 +171,7 @@ class ChangelogReader:
                     raise KafkaException(err)
                 _log.warning("changelog %s consumer: %s", self._topic, err)
                 continue
-            expected = self._next.get(partition)
+            expected = next_offsets.get(partition)
             if expected is None:
                 continue  # fetched before the partition was unassigned
             if err is not None:
@@ -175,15 +180,24 @@ class ChangelogReader:
             offset = msg.offset()
             if offset is None or offset < expected:
                 continue  # a duplicate from before a re-assignment
-            cf, key = self._decode(msg)
-            if cf not in self._store.column_families:
-                self._warn_unknown_cf(cf, partition, offset)
+            raw = msg.key()
+            if type(raw) is not bytes:
+                raise self._corrupt(msg, "the record has no key")
+            try:
+                cf, key = decode_changelog_key(raw)
+            except ValueError as exc:
+                raise self._corrupt(msg, str(exc)) from exc
+            if cf in families:
+                writes = pending.get(partition)
+                if writes is None:
+                    writes = pending[partition] = {}
+                writes[(cf, key)] = msg.value()
             else:
-                pending.setdefault(partition, {})[(cf, key)] = msg.value()
-            self._next[partition] = offset + 1
-            result.records[partition] = result.records.get(partition, 0) + 1
+                self._warn_unknown_cf(cf, partition, offset)
+            next_offsets[partition] = offset + 1
+            counts[partition] = counts.get(partition, 0) + 1
         for partition, writes in pending.items():
-            self._store.apply(partition, writes, changelog_offset=self._next[partition])
+            self._store.apply(partition, writes, changelog_offset=next_offsets[partition])
         return result
 
     def close(self) -> None:
@@ -245,20 +259,12 @@ class ChangelogReader:
         self._consumer.incremental_assign([TopicPartition(self._topic, partition, OFFSET_BEGINNING)])
         self._next[partition] = 0
 
-    def _decode(self, msg: Message) -> tuple[str, bytes]:
-        raw = msg.key()
-        try:
-            if raw is None:
-                raise ValueError("the record has no key")
-            if isinstance(raw, str):
-                raw = raw.encode()
-            return decode_changelog_key(raw)
-        except ValueError as exc:
-            raise ChangelogCorruptError(
-                f"record {self._topic}[{msg.partition()}]@{msg.offset()} is not a Kronicle changelog record: {exc}. "
-                "Only the engine may produce to the changelog topic; find the other producer, then delete "
-                "the record (or recreate the topic) before restoring."
-            ) from exc
+    def _corrupt(self, msg: Message, reason: str) -> ChangelogCorruptError:
+        return ChangelogCorruptError(
+            f"record {self._topic}[{msg.partition()}]@{msg.offset()} is not a Kronicle changelog record: {reason}. "
+            "Only the engine may produce to the changelog topic; find the other producer, then delete "
+            "the record (or recreate the topic) before restoring."
+        )
 
     def _warn_unknown_cf(self, cf: str, partition: int, offset: int) -> None:
         # A family the handler no longer declares still has records in the
