@@ -10,7 +10,7 @@ from that changelog (from its local checkpoint on), and a
 
 from __future__ import annotations
 
-from kronicle.state._reader import ChangelogCorruptError
+from kronicle.state._reader import ChangelogCorruptError, ChangelogTopicError
 from kronicle.state.changelog import CHANGELOG_KEY_SCHEMA_ID, decode_changelog_key, encode_changelog_key
 from kronicle.state.restore import Restorer, RestoreResult
 from kronicle.state.standby import StandbyReplicator
@@ -25,6 +25,7 @@ from kronicle.state.store import (
 __all__ = [
     "CHANGELOG_KEY_SCHEMA_ID",
     "ChangelogCorruptError",
+    "ChangelogTopicError",
     "PartitionNotOpenError",
     "RestoreResult",
     "Restorer",

@@ -87,13 +87,18 @@ class StandbyReplicator:
             STANDBY_LAG.remove(self._store.namespace, str(partition))
         for partition in sorted(partitions - current):
             self._store.open(partition)
-            self._reader.assign(partition, self._store.changelog_offset(partition))
+            self._reader.assign(partition)
 
     def poll_once(self, timeout: float) -> int:
         """Apply what the changelog has ready, waiting up to ``timeout`` seconds for it.
 
         Returns:
             The number of changelog records applied.
+
+        Raises:
+            ChangelogCorruptError: A partition's changelog holds a record Kronicle
+                did not write; that partition is no longer tailed (its store keeps
+                the valid prefix), the others were applied and go on.
         """
         result = self._reader.read(_MAX_RECORDS_PER_POLL, timeout)
         ns = self._store.namespace
@@ -103,6 +108,9 @@ class StandbyReplicator:
             lag = self.lag(partition)
             if lag is not None:
                 STANDBY_LAG.labels(ns, str(partition)).set(lag)
+        for partition, error in result.corrupt.items():
+            STANDBY_LAG.remove(ns, str(partition))
+            raise error
         return result.total
 
     def release(self, partition: int) -> None:

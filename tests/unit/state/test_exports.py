@@ -9,6 +9,7 @@ def test_exported_names() -> None:
     assert kronicle.state.__all__ == [
         "CHANGELOG_KEY_SCHEMA_ID",
         "ChangelogCorruptError",
+        "ChangelogTopicError",
         "PartitionNotOpenError",
         "RestoreResult",
         "Restorer",

@@ -163,3 +163,14 @@ def test_invalid_column_family_lists_are_rejected(tmp_path: Path, cfs: tuple[str
 def test_negative_offset_is_rejected(store: StateStore) -> None:
     with pytest.raises(ValueError, match="changelog_offset"):
         store.apply(0, {}, changelog_offset=-1)
+
+
+def test_changelog_topic_id_is_recorded_and_destroyed_with_the_store(store: StateStore) -> None:
+    assert store.changelog_topic_id(0) is None
+    store.set_changelog_topic_id(0, "Hwxm1Dk9QBKAdqDxIYCALA")
+    store.close(0)
+    store.open(0)
+    assert store.changelog_topic_id(0) == "Hwxm1Dk9QBKAdqDxIYCALA"
+    store.destroy(0)
+    store.open(0)
+    assert store.changelog_topic_id(0) is None
