@@ -140,6 +140,7 @@ class StateStore:
         # get ahead of the data it claims to reflect. On an OS crash the unsynced
         # WAL tail may be lost; point-in-time recovery then yields an earlier
         # consistent batch, and its offset makes restore re-read the tail.
+        # Measured for 500 x 200 B writes: no WAL ~190 us, WAL ~335 us, WAL+fsync ~685 us.
         self._write_options.sync = False
         self._partitions: dict[int, _Partition] = {}
 
