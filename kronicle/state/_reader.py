@@ -105,6 +105,12 @@ class ChangelogReader:
     ) -> None:
         self._store = store
         self._topic = changelog_topic
+        for name, value in (consumer_config or {}).items():
+            if name in _REQUIRED and str(value).lower() != str(_REQUIRED[name]).lower():
+                raise ValueError(
+                    f"consumer setting {name}={value!r} would break changelog reading, which needs "
+                    f"{name}={_REQUIRED[name]!r}; remove it from consumer_config"
+                )
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             # librdkafka insists on a group id even for manual assignment; this one

@@ -88,9 +88,9 @@ class Restorer:
             left open for the engine.
         bootstrap_servers: Kafka bootstrap servers.
         changelog_topic: ``kronicle.<ns>.state-changelog``.
-        consumer_config: Extra librdkafka settings (e.g. security). The
-            settings restore depends on (read_committed, partition EOF, no
-            commits, ``auto.offset.reset=error``) cannot be overridden.
+        consumer_config: Extra librdkafka settings (e.g. security). Settings
+            that contradict what restore depends on (read_committed, partition
+            EOF, no commits, ``auto.offset.reset=error``) raise ``ValueError``.
     """
 
     def __init__(
@@ -160,13 +160,13 @@ class Restorer:
             remaining = deadline - time.monotonic()
             result = self._reader.read(max_records - read, max(0.0, remaining))
             read += result.total
-            labels = self._store.namespace
+            ns = self._store.namespace
             for partition in result.wiped:
                 progress = self._active[partition]
                 progress.wiped, progress.start_offset, progress.records = True, 0, 0
             for partition, n in result.records.items():
                 self._active[partition].records += n
-                RESTORE_RECORDS.labels(labels, str(partition)).inc(n)
+                RESTORE_RECORDS.labels(ns, str(partition)).inc(n)
             for partition, end in result.eof.items():
                 finished.add(partition)
                 self._finish(partition, end)

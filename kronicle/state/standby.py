@@ -54,8 +54,8 @@ class StandbyReplicator:
         store: The namespace's store (the same object the engine uses).
         bootstrap_servers: Kafka bootstrap servers.
         changelog_topic: ``kronicle.<ns>.state-changelog``.
-        consumer_config: Extra librdkafka settings (e.g. security); the
-            settings the replicator depends on cannot be overridden.
+        consumer_config: Extra librdkafka settings (e.g. security); settings
+            that contradict what the replicator depends on raise ``ValueError``.
     """
 
     def __init__(
@@ -75,10 +75,12 @@ class StandbyReplicator:
     def set_partitions(self, partitions: set[int]) -> None:
         """Tail exactly ``partitions``: start the new ones, stop the others.
 
-        A newly tailed partition's store is opened and tailing starts at its
-        checkpoint. A partition no longer tailed has its store closed but kept
-        on disk, so it is warm if it comes back here (as standby or active);
-        deleting it is the engine's call (``store.destroy``).
+        ``partitions`` must not include any partition this process owns (or is
+        restoring): the store has one writer per partition. A newly tailed
+        partition's store is opened and tailing starts at its checkpoint. A
+        partition no longer tailed has its store closed but kept on disk, so it
+        is warm if it comes back here (as standby or active); deleting it is the
+        engine's call (``store.destroy``).
         """
         current = self._reader.assigned()
         for partition in sorted(current - partitions):

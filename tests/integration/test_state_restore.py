@@ -357,3 +357,10 @@ def test_a_foreign_record_stops_only_its_partition(
     assert finished == {1}
     assert restorer.restoring() == set()
     assert store_contents(store, 1) == writer.expected[1]
+
+
+def test_consumer_settings_that_would_break_restore_are_refused(kafka_bootstrap: str, store: StateStore) -> None:
+    with pytest.raises(ValueError, match=r"isolation\.level='read_uncommitted' would break"):
+        Restorer(store, kafka_bootstrap, "any", {"isolation.level": "read_uncommitted"})
+    # Settings that agree with what restore needs are fine.
+    Restorer(store, kafka_bootstrap, "any", {"isolation.level": "read_committed", "client.rack": "a"}).close()
