@@ -99,8 +99,8 @@ class StandbyReplicator:
 
         Raises:
             ChangelogCorruptError: A partition's changelog holds a record Kronicle
-                did not write; that partition is no longer tailed (its store keeps
-                the valid prefix), the others were applied and go on.
+                did not write; that partition is no longer tailed and its store is
+                closed (keeping the valid prefix); the others were applied and go on.
         """
         result = self._reader.read(_MAX_RECORDS_PER_POLL, timeout)
         ns = self._store.namespace
@@ -110,8 +110,10 @@ class StandbyReplicator:
             lag = self.lag(partition)
             if lag is not None:
                 STANDBY_LAG.labels(ns, str(partition)).set(lag)
-        for partition, error in result.corrupt.items():
+        for partition in result.corrupt:
             STANDBY_LAG.remove(ns, str(partition))
+            self._store.close(partition)
+        for error in result.corrupt.values():
             raise error
         return result.total
 
