@@ -236,7 +236,7 @@ class ChangelogReader:
         result = ReadResult()
         if not self._next:
             return result
-        messages = self._consumer.consume(num_messages=max(1, max_records), timeout=max(0.0, timeout))
+        messages = self._fetched(max(1, max_records), max(0.0, timeout))
         pending: dict[int, dict[tuple[str, bytes], bytes | None]] = {}
         # Locals: this loop runs once per changelog record during a restore.
         next_offsets = self._next
@@ -288,6 +288,19 @@ class ChangelogReader:
             counts[partition] = counts.get(partition, 0) + 1
         self._apply(pending)
         return result
+
+    def _fetched(self, max_records: int, timeout: float) -> list[Message]:
+        # consume() with a timeout waits for the whole timeout unless max_records
+        # arrive, which would make every step cost its full time budget. Take what
+        # is queued; only if nothing is, wait for the first event, then take the rest.
+        messages: list[Message] = self._consumer.consume(num_messages=max_records, timeout=0)
+        if messages or timeout <= 0:
+            return messages
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        rest: list[Message] = self._consumer.consume(num_messages=max_records - 1, timeout=0) if max_records > 1 else []
+        return [first, *rest]
 
     def _apply(self, pending: dict[int, dict[tuple[str, bytes], bytes | None]]) -> None:
         for partition, writes in pending.items():

@@ -53,7 +53,7 @@ RESTORE_SECONDS = Gauge(
 
 # Restore wants to learn quickly that it reached the end: the broker holds an
 # empty fetch this long before answering, and that answer is what carries EOF.
-_RESTORE_DEFAULTS: Final[dict[str, Any]] = {"fetch.wait.max.ms": 50}
+_RESTORE_DEFAULTS: Final[dict[str, Any]] = {"fetch.wait.max.ms": 10}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
