@@ -364,3 +364,17 @@ def test_consumer_settings_that_would_break_restore_are_refused(kafka_bootstrap:
         Restorer(store, kafka_bootstrap, "any", {"isolation.level": "read_uncommitted"})
     # Settings that agree with what restore needs are fine.
     Restorer(store, kafka_bootstrap, "any", {"isolation.level": "read_committed", "client.rack": "a"}).close()
+
+
+def test_a_step_returns_when_its_partitions_finish_not_when_its_budget_ends(
+    writer: ChangelogWriter, restorer: Restorer
+) -> None:
+    writer.transaction(0, puts(20))
+    restorer.start(0)
+    restorer.start(1)  # empty
+    t0 = time.monotonic()
+    finished: set[int] = set()
+    while restorer.restoring():
+        finished |= restorer.step(max_seconds=10)
+        assert time.monotonic() - t0 < 3, "a step waited out its budget although the restores were done"
+    assert finished == {0, 1}
