@@ -4,8 +4,11 @@
 (no consumer group membership, no offset commits: the store's own
 ``changelog_offset`` is the only checkpoint). Each :meth:`ChangelogReader.read`
 consumes what is available, folds each partition's records into one write
-batch, and applies it with the offset after the last record, so every batch
-leaves the store in a state the changelog passed through.
+batch, and applies it with the offset after the last record, so the
+checkpoint always matches the data and a crash mid-restore resumes exactly
+where it stopped. A read may end inside a transaction's records, so the store
+is one of the engine's committed states only once the end is reached; that is
+why a partition is served only after its restore finished.
 
 The end of a partition is found through ``enable.partition.eof``: under
 read_committed, librdkafka reports EOF at the last stable offset (LSO), which
@@ -40,7 +43,7 @@ __all__ = ["ChangelogCorruptError", "ChangelogReader", "ChangelogTopicError", "R
 
 _log = logging.getLogger(__name__)
 
-# Settings the reader's correctness depends on; they override the caller's config.
+# Settings the reader's correctness depends on; a caller's config may not contradict them.
 _REQUIRED: Final[dict[str, Any]] = {
     "isolation.level": "read_committed",
     "enable.partition.eof": True,
