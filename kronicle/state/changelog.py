@@ -129,6 +129,30 @@ def decode_changelog_key(data: bytes) -> tuple[str, bytes]:
             like that was not written by Kronicle's engine: check what else
             produces to the changelog topic.
     """
+    # Fast path for the common shape (both lengths under 64, so one varint byte
+    # each); restore decodes every changelog record, so this is its hot loop.
+    if len(data) > _HEADER_LEN + 1 and data.startswith(_HEADER):
+        n = data[_HEADER_LEN]
+        if not n & 0x81:
+            cf_end = _HEADER_LEN + 1 + (n >> 1)
+            if cf_end < len(data):
+                m = data[cf_end]
+                if not m & 0x81 and cf_end + 1 + (m >> 1) == len(data):
+                    cf = _CF_NAMES.get(data[_HEADER_LEN + 1 : cf_end])
+                    if cf is not None:
+                        return cf, data[cf_end + 1 :]
+    cf, key = _decode(data)
+    if len(_CF_NAMES) < _CF_NAMES_MAX:
+        _CF_NAMES[cf.encode("utf-8")] = cf
+    return cf, key
+
+
+# Column family names seen so far, by their UTF-8 bytes (there are only a few).
+_CF_NAMES: dict[bytes, str] = {}
+_CF_NAMES_MAX: Final = 256
+
+
+def _decode(data: bytes) -> tuple[str, bytes]:
     if len(data) < _HEADER_LEN:
         raise ValueError(f"changelog key is {len(data)} bytes, shorter than the 5-byte Confluent header")
     if data[0] != 0:

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from prometheus_client import Counter, Gauge
 
-from kronicle.state._reader import ChangelogCorruptError, ChangelogReader
+from kronicle.state._reader import ChangelogCorruptError, ChangelogReader, ChangelogTopicError
 from kronicle.state.store import StateStore
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "RESTORE_REMAINING",
     "RESTORE_SECONDS",
     "ChangelogCorruptError",
+    "ChangelogTopicError",
     "RestoreResult",
     "Restorer",
 ]
@@ -52,7 +53,7 @@ RESTORE_SECONDS = Gauge(
 
 # Restore wants to learn quickly that it reached the end: the broker holds an
 # empty fetch this long before answering, and that answer is what carries EOF.
-_RESTORE_DEFAULTS: Final[dict[str, Any]] = {"fetch.wait.max.ms": 50}
+_RESTORE_DEFAULTS: Final[dict[str, Any]] = {"fetch.wait.max.ms": 10}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,9 +88,9 @@ class Restorer:
             left open for the engine.
         bootstrap_servers: Kafka bootstrap servers.
         changelog_topic: ``kronicle.<ns>.state-changelog``.
-        consumer_config: Extra librdkafka settings (e.g. security). The
-            settings restore depends on (read_committed, partition EOF, no
-            commits, ``auto.offset.reset=error``) cannot be overridden.
+        consumer_config: Extra librdkafka settings (e.g. security). Settings
+            that contradict what restore depends on (read_committed, partition
+            EOF, no commits, ``auto.offset.reset=error``) raise ``ValueError``.
     """
 
     def __init__(
@@ -110,14 +111,23 @@ class Restorer:
         self._unreported: set[int] = set()
 
     def start(self, partition: int) -> None:
-        """Begin restoring ``partition`` from its checkpoint (opening its store if needed)."""
+        """Begin restoring ``partition`` from its checkpoint (opening its store if needed).
+
+        The partition must not be tailed by a standby replicator at the same time
+        (``StandbyReplicator.release`` it first): the store has one writer.
+
+        Raises:
+            ChangelogTopicError: The changelog topic does not exist.
+        """
         if partition in self._active:
             return
+        started = time.monotonic()
         self._store.open(partition)
-        offset = self._store.changelog_offset(partition)
-        self._reader.assign(partition, offset)
+        wiped = self._reader.assign(partition)
         self._results.pop(partition, None)
-        self._active[partition] = _Progress(start_offset=offset, started=time.monotonic())
+        self._active[partition] = _Progress(
+            start_offset=self._store.changelog_offset(partition), started=started, wiped=wiped
+        )
 
     def restoring(self) -> set[int]:
         """Partitions whose restore has started and not finished."""
@@ -130,9 +140,18 @@ class Restorer:
             max_records: Stop after about this many records.
             max_seconds: Stop after about this long (the engine's latency budget).
 
+        Blocks up to ``max_seconds`` waiting for records when none are ready;
+        pass 0 to take only what the consumer has already fetched.
+
         Returns:
             The partitions whose restore finished (reached the end of the
             committed changelog) in this step; their stores are up to date.
+
+        Raises:
+            ChangelogCorruptError: A partition's changelog holds a record Kronicle
+                did not write. That partition's restore is stopped (its store
+                keeps the valid prefix); the others go on, and partitions that
+                finished in this step are reported by the next one.
         """
         finished, self._unreported = self._unreported, set()
         deadline = time.monotonic() + max_seconds
@@ -141,16 +160,22 @@ class Restorer:
             remaining = deadline - time.monotonic()
             result = self._reader.read(max_records - read, max(0.0, remaining))
             read += result.total
-            labels = self._store.namespace
+            ns = self._store.namespace
             for partition in result.wiped:
                 progress = self._active[partition]
                 progress.wiped, progress.start_offset, progress.records = True, 0, 0
             for partition, n in result.records.items():
                 self._active[partition].records += n
-                RESTORE_RECORDS.labels(labels, str(partition)).inc(n)
+                RESTORE_RECORDS.labels(ns, str(partition)).inc(n)
             for partition, end in result.eof.items():
                 finished.add(partition)
                 self._finish(partition, end)
+            if result.corrupt:
+                for partition in result.corrupt:
+                    self._active.pop(partition, None)
+                self._unreported |= finished
+                self._update_remaining()
+                raise next(iter(result.corrupt.values()))
             if read >= max_records or remaining <= 0:
                 break
         self._update_remaining()

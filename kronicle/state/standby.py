@@ -54,8 +54,8 @@ class StandbyReplicator:
         store: The namespace's store (the same object the engine uses).
         bootstrap_servers: Kafka bootstrap servers.
         changelog_topic: ``kronicle.<ns>.state-changelog``.
-        consumer_config: Extra librdkafka settings (e.g. security); the
-            settings the replicator depends on cannot be overridden.
+        consumer_config: Extra librdkafka settings (e.g. security); settings
+            that contradict what the replicator depends on raise ``ValueError``.
     """
 
     def __init__(
@@ -75,10 +75,12 @@ class StandbyReplicator:
     def set_partitions(self, partitions: set[int]) -> None:
         """Tail exactly ``partitions``: start the new ones, stop the others.
 
-        A newly tailed partition's store is opened and tailing starts at its
-        checkpoint. A partition no longer tailed has its store closed but kept
-        on disk, so it is warm if it comes back here (as standby or active);
-        deleting it is the engine's call (``store.destroy``).
+        ``partitions`` must not include any partition this process owns (or is
+        restoring): the store has one writer per partition. A newly tailed
+        partition's store is opened and tailing starts at its checkpoint. A
+        partition no longer tailed has its store closed but kept on disk, so it
+        is warm if it comes back here (as standby or active); deleting it is the
+        engine's call (``store.destroy``).
         """
         current = self._reader.assigned()
         for partition in sorted(current - partitions):
@@ -87,13 +89,18 @@ class StandbyReplicator:
             STANDBY_LAG.remove(self._store.namespace, str(partition))
         for partition in sorted(partitions - current):
             self._store.open(partition)
-            self._reader.assign(partition, self._store.changelog_offset(partition))
+            self._reader.assign(partition)
 
     def poll_once(self, timeout: float) -> int:
         """Apply what the changelog has ready, waiting up to ``timeout`` seconds for it.
 
         Returns:
             The number of changelog records applied.
+
+        Raises:
+            ChangelogCorruptError: A partition's changelog holds a record Kronicle
+                did not write; that partition is no longer tailed and its store is
+                closed (keeping the valid prefix); the others were applied and go on.
         """
         result = self._reader.read(_MAX_RECORDS_PER_POLL, timeout)
         ns = self._store.namespace
@@ -103,6 +110,11 @@ class StandbyReplicator:
             lag = self.lag(partition)
             if lag is not None:
                 STANDBY_LAG.labels(ns, str(partition)).set(lag)
+        for partition in result.corrupt:
+            STANDBY_LAG.remove(ns, str(partition))
+            self._store.close(partition)
+        for error in result.corrupt.values():
+            raise error
         return result.total
 
     def release(self, partition: int) -> None:

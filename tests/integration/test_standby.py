@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 
-from kronicle.state.restore import Restorer
+from kronicle.state.restore import ChangelogCorruptError, Restorer
 from kronicle.state.standby import StandbyReplicator
 from kronicle.state.store import StateStore
 from tests.integration._changelog_helpers import ChangelogWriter, new_store, puts, store_contents
@@ -172,3 +173,30 @@ def test_lag_counts_records_fetched_but_not_yet_applied(
         assert REGISTRY.get_sample_value("kronicle_standby_lag_records", labels) == 0
     finally:
         standby.close()
+
+
+def test_a_foreign_record_stops_tailing_only_its_partition(
+    kafka_bootstrap: str, changelog: str, writer: ChangelogWriter, store: StateStore, standby: StandbyReplicator
+) -> None:
+    standby.set_partitions({0, 1})
+    writer.transaction(0, puts(5))
+    stray = Producer({"bootstrap.servers": kafka_bootstrap})
+    delivered: list[object] = []
+    stray.produce(
+        changelog,
+        key=b"\x00\x00\x00\x00\x07other",
+        value=b"x",
+        partition=0,
+        on_delivery=lambda e, _m: delivered.append(e),
+    )
+    assert stray.flush(30) == 0
+    assert delivered == [None]  # it really is in the log
+    writer.transaction(1, puts(5))
+
+    deadline = time.monotonic() + 30
+    with pytest.raises(ChangelogCorruptError, match="schema id 7"):
+        while time.monotonic() < deadline:
+            standby.poll_once(0.1)
+    assert standby.partitions() == {1}
+    assert not store.is_open(0)
+    _poll_until_caught_up(standby, store, {1}, writer)

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
-from kronicle.state.restore import Restorer
+from kronicle.state.restore import ChangelogCorruptError, ChangelogTopicError, Restorer
 from kronicle.state.store import StateStore
 from tests.integration._changelog_helpers import ChangelogWriter, new_store, puts, store_contents
-from tests.kafka_helpers import drain
+from tests.kafka_helpers import create_topics, drain
 
 COMPACTED = {"cleanup.policy": "compact"}
 
@@ -204,8 +204,14 @@ def test_step_interleaves_two_partitions_within_its_budget(
     for _ in range(4):
         writer.transaction(0, puts(500, prefix="a"))
         writer.transaction(1, puts(500, prefix="b"))
-    # Small fetches so both partitions' records arrive in every step.
-    restorer = Restorer(store, kafka_bootstrap, changelog, {"max.partition.fetch.bytes": 8192})
+    # Small fetches and a shallow prefetch queue, so one partition's records cannot
+    # fill the consumer's queue before the other's arrive.
+    restorer = Restorer(
+        store,
+        kafka_bootstrap,
+        changelog,
+        {"max.partition.fetch.bytes": 8192, "queued.min.messages": 200, "fetch.queue.backoff.ms": 5},
+    )
     try:
         restorer.start(0)
         restorer.start(1)
@@ -271,3 +277,104 @@ def test_restore_metrics_are_recorded(writer: ChangelogWriter, store: StateStore
     assert REGISTRY.get_sample_value("kronicle_restore_remaining_records", labels) == 0
     seconds = REGISTRY.get_sample_value("kronicle_restore_seconds", labels)
     assert seconds is not None and seconds > 0
+
+
+def test_a_recreated_changelog_wipes_the_store_even_when_offsets_fit(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], store: StateStore
+) -> None:
+    name = topic_factory("changelog", partitions=1, config=COMPACTED)
+    old = ChangelogWriter(kafka_bootstrap, name)
+    old.transaction(0, puts(10, prefix="old"))
+    restorer = Restorer(store, kafka_bootstrap, name)
+    try:
+        restorer.restore(0, timeout=30)
+        assert store.changelog_offset(0) == 11
+        _recreate_topic(kafka_bootstrap, name)
+        # The new topic grows past the old checkpoint, so offsets alone cannot tell.
+        new = ChangelogWriter(kafka_bootstrap, name)
+        new.transaction(0, puts(30, prefix="new"))
+
+        result = restorer.restore(0, timeout=30)
+    finally:
+        restorer.close()
+    assert result.wiped
+    assert result.start_offset == 0
+    assert result.records == 30
+    assert store_contents(store, 0) == new.expected[0]
+
+
+def _recreate_topic(bootstrap: str, name: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([name], operation_timeout=30).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while True:  # deletion completes asynchronously on the broker
+        try:
+            create_topics(bootstrap, {name: 1}, config=COMPACTED)
+            return
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            assert exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS, exc
+            time.sleep(0.2)
+
+
+def test_a_missing_changelog_topic_is_a_clear_error(kafka_bootstrap: str, store: StateStore) -> None:
+    restorer = Restorer(store, kafka_bootstrap, "kronicle.nope.state-changelog")
+    try:
+        with pytest.raises(ChangelogTopicError, match=r"kronicle\.nope\.state-changelog does not exist"):
+            restorer.start(0)
+        assert restorer.restoring() == set()
+    finally:
+        restorer.close()
+
+
+def test_a_foreign_record_stops_only_its_partition(
+    kafka_bootstrap: str, changelog: str, writer: ChangelogWriter, store: StateStore, restorer: Restorer
+) -> None:
+    writer.transaction(0, puts(10))
+    writer.transaction(1, puts(10, prefix="p1-"))
+    stray = Producer({"bootstrap.servers": kafka_bootstrap})
+    stray.produce(changelog, key=b"not-a-changelog-key", value=b"x", partition=0)
+    assert stray.flush(30) == 0
+    writer.transaction(0, puts(5, prefix="after"))
+    restorer.start(0)
+    restorer.start(1)
+
+    finished: set[int] = set()
+    deadline = time.monotonic() + 30
+    with pytest.raises(ChangelogCorruptError, match=r"\[0\]@11 is not a Kronicle changelog record") as info:
+        while time.monotonic() < deadline:
+            finished |= restorer.step()
+    assert info.value.partition == 0
+    # Partition 0 keeps the valid prefix and is no longer restored; partition 1 is unaffected.
+    assert store.changelog_offset(0) == 10  # after the last good record (the marker at 10 is never seen)
+    assert store_contents(store, 0) == {k: v for k, v in writer.expected[0].items() if not k[1].startswith(b"after")}
+    while 1 in restorer.restoring():
+        assert time.monotonic() < deadline
+        finished |= restorer.step()
+    finished |= restorer.step()
+    assert finished == {1}
+    assert restorer.restoring() == set()
+    assert store_contents(store, 1) == writer.expected[1]
+
+
+def test_consumer_settings_that_would_break_restore_are_refused(kafka_bootstrap: str, store: StateStore) -> None:
+    with pytest.raises(ValueError, match=r"isolation\.level='read_uncommitted' would break"):
+        Restorer(store, kafka_bootstrap, "any", {"isolation.level": "read_uncommitted"})
+    # Settings that agree with what restore needs are fine.
+    Restorer(store, kafka_bootstrap, "any", {"isolation.level": "read_committed", "client.rack": "a"}).close()
+
+
+def test_a_step_returns_when_its_partitions_finish_not_when_its_budget_ends(
+    writer: ChangelogWriter, restorer: Restorer
+) -> None:
+    writer.transaction(0, puts(20))
+    restorer.start(0)
+    restorer.start(1)  # empty
+    t0 = time.monotonic()
+    finished: set[int] = set()
+    while restorer.restoring():
+        finished |= restorer.step(max_seconds=10)
+        assert time.monotonic() - t0 < 3, "a step waited out its budget although the restores were done"
+    assert finished == {0, 1}

@@ -90,3 +90,19 @@ def test_decodes_what_fastavro_writes(cf: str, key: bytes) -> None:
 def test_malformed_input_raises_a_clear_value_error(data: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         decode_changelog_key(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x00\x00\x00\x00\x01\x0astate\x06ab",  # key shorter than its length
+        b"\x00\x00\x00\x00\x01\x0astate\x06abcd",  # trailing byte
+        b"\x00\x00\x00\x00\x02\x0astate\x06abc",  # wrong schema id
+        b"\x00\x00\x00\x00\x01\x0astate\x07abc",  # negative key length
+    ],
+)
+def test_malformed_input_is_rejected_even_for_a_known_column_family(data: bytes) -> None:
+    # Decoding a good key first puts "state" on the fast path.
+    assert decode_changelog_key(encode_changelog_key("state", b"abc")) == ("state", b"abc")
+    with pytest.raises(ValueError):
+        decode_changelog_key(data)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kronicle.state.store import (
     META_COLUMN_FAMILY,
@@ -163,3 +166,51 @@ def test_invalid_column_family_lists_are_rejected(tmp_path: Path, cfs: tuple[str
 def test_negative_offset_is_rejected(store: StateStore) -> None:
     with pytest.raises(ValueError, match="changelog_offset"):
         store.apply(0, {}, changelog_offset=-1)
+
+
+def test_changelog_topic_id_is_recorded_and_destroyed_with_the_store(store: StateStore) -> None:
+    assert store.changelog_topic_id(0) is None
+    store.set_changelog_topic_id(0, "Hwxm1Dk9QBKAdqDxIYCALA")
+    store.close(0)
+    store.open(0)
+    assert store.changelog_topic_id(0) == "Hwxm1Dk9QBKAdqDxIYCALA"
+    store.destroy(0)
+    store.open(0)
+    assert store.changelog_topic_id(0) is None
+
+
+_keys = st.binary(min_size=0, max_size=3)
+_batches = st.lists(
+    st.dictionaries(st.tuples(st.sampled_from(CFS), _keys), st.one_of(st.none(), st.binary(max_size=8)), max_size=12),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=_batches, start=_keys, end=st.one_of(st.none(), _keys))
+def test_store_behaves_like_a_sorted_dict(
+    tmp_path: Path, batches: list[dict[tuple[str, bytes], bytes | None]], start: bytes, end: bytes | None
+) -> None:
+    s = StateStore(tmp_path / uuid.uuid4().hex, "ns", CFS)
+    s.open(0)
+    try:
+        model: dict[tuple[str, bytes], bytes] = {}
+        for offset, batch in enumerate(batches, start=1):
+            s.apply(0, batch, changelog_offset=offset)
+            for sk, value in batch.items():
+                if value is None:
+                    model.pop(sk, None)
+                else:
+                    model[sk] = value
+        assert s.changelog_offset(0) == len(batches)
+        for cf in CFS:
+            expected = sorted(
+                (k, v) for (c, k), v in model.items() if c == cf and k >= start and (end is None or k < end)
+            )
+            assert list(s.scan(0, cf, start, end)) == expected
+            for (c, k), v in model.items():
+                if c == cf:
+                    assert s.get(0, cf, k) == v
+    finally:
+        s.close_all()
