@@ -1,0 +1,797 @@
+"""The workflow state machine: a :class:`~kronicle.engine.handler.Handler` for workflow commands.
+
+One method per command (``_on_<command>``), one per worker command inside a
+workflow-task completion (``_cmd_<command>``) and one per timer kind
+(``_timer_<kind>``), in that order. All of them work on a :class:`Tx`, which
+is committed to the context only when the command has been applied.
+
+Stale input from workers (a completion, failure or heartbeat naming a workflow
+task or activity attempt that is no longer current, or a closed run) is
+normal under at-least-once delivery: it is ignored, changes nothing, and is
+counted in :attr:`WorkflowHandler.stats`. Client commands that cannot be
+applied (a start that conflicts, a signal to a closed workflow) are answered
+on their ``reply_to`` topic if they named one, and otherwise raise
+:class:`~kronicle.engine.handler.InvalidCommand` so the shell dead-letters them.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kronicle.engine.handler import CommandRecord, Context, InvalidCommand
+from kronicle.engine.workflow import _activities as acts
+from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._state import (
+    CF_DEDUP,
+    COLUMN_FAMILIES,
+    WorkflowTopics,
+    continued_run_id,
+    loads,
+    start_run_id,
+)
+from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
+from kronicle.engine.workflow.schema_gen import attributes_field
+
+__all__ = ["WorkflowHandler"]
+
+_NS = "kronicle.workflow."
+_RESULT = "kronicle.workflow.CommandResult"
+_CLOSE_COMMANDS = frozenset(
+    {
+        "CompleteWorkflowExecution",
+        "FailWorkflowExecution",
+        "CancelWorkflowExecution",
+        "ContinueAsNewWorkflowExecution",
+    }
+)
+_FAILED_STATUSES = frozenset({"FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
+
+
+class _Rejected(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+class WorkflowHandler:
+    """Applies workflow commands to one partition's state; pure (no I/O, no clock).
+
+    Args:
+        topics: topic names of the namespace.
+        encode: ``(schema full name, datum) -> bytes`` for every record and
+            stored event (``SchemaRegistry.encode``).
+        decode: ``bytes -> (schema full name, datum)``, used to read stored
+            events back when a workflow task is built (``SchemaRegistry.decode``).
+        options: tunables.
+    """
+
+    column_families: Sequence[str] = COLUMN_FAMILIES
+
+    def __init__(
+        self,
+        *,
+        topics: WorkflowTopics,
+        encode: Encode,
+        decode: Decode,
+        options: WorkflowOptions | None = None,
+    ) -> None:
+        self.stats: collections.Counter[str] = collections.Counter()
+        """Counts of ignored input by reason (stale completions, duplicate signals...)."""
+        self._cfg = Config(topics, encode, decode, options or WorkflowOptions(), self.stats)
+        self._commands: dict[str, Callable[[Tx, CommandRecord], None]] = {
+            _NS + "StartWorkflow": self._on_start_workflow,
+            _NS + "SignalWorkflow": self._on_signal_workflow,
+            _NS + "RequestCancelWorkflow": self._on_request_cancel_workflow,
+            _NS + "TerminateWorkflow": self._on_terminate_workflow,
+            _NS + "CompleteWorkflowTask": self._on_complete_workflow_task,
+            _NS + "FailWorkflowTask": self._on_fail_workflow_task,
+            _NS + "CompleteActivityTask": self._on_complete_activity_task,
+            _NS + "FailActivityTask": self._on_fail_activity_task,
+            _NS + "HeartbeatActivityTask": self._on_heartbeat_activity_task,
+            _NS + "ReportActivityTaskCanceled": self._on_report_activity_task_canceled,
+        }
+
+    # -- Handler protocol ------------------------------------------------------------
+
+    def handle(self, ctx: Context, command: CommandRecord) -> None:
+        """Apply one workflow command.
+
+        Raises:
+            InvalidCommand: the command is not a workflow command, is keyed by
+                another workflow id than it names, or is a client command that
+                cannot be applied and has no ``reply_to``.
+        """
+        method = self._commands.get(command.schema)
+        if method is None:
+            raise InvalidCommand(f"{command.schema} is not a workflow command; produce one of {sorted(self._commands)}")
+        workflow_id = command.value.get("workflow_id") or ""
+        if not workflow_id:
+            raise InvalidCommand("workflow_id is empty; every workflow command names its workflow")
+        if command.key is not None and command.key != workflow_id.encode():
+            raise InvalidCommand(
+                f"record key {command.key!r} is not the workflow id {workflow_id!r}; key commands by workflow id"
+                " so they reach the workflow's partition"
+            )
+        tx = Tx(self._cfg, ctx, workflow_id)
+        try:
+            method(tx, command)
+        except _Rejected as exc:
+            reply_to = command.value.get("reply_to")
+            if not reply_to:
+                raise InvalidCommand(f"{exc.error_type}: {exc.message}") from exc
+            tx = Tx(self._cfg, ctx, workflow_id)
+            self._reply(tx, command, ok=False, error_type=exc.error_type, message=exc.message)
+        tx.commit()
+
+    def on_timer(self, ctx: Context, key: bytes, timer_id: bytes, payload: bytes) -> None:
+        """Apply a fired timer of a workflow (stale ones change nothing)."""
+        fields: dict[str, Any] = loads(payload)
+        tx = Tx(self._cfg, ctx, key.decode())
+        kind = fields["kind"]
+        if kind == "dedup":
+            tx.delete(CF_DEDUP, bytes.fromhex(fields["arg"]))
+            tx.commit()
+            return
+        run = tx.load(fields["run_id"])
+        if run is None or run["status"] != "RUNNING":
+            self.stats["stale_timer"] += 1
+            return
+        getattr(self, f"_timer_{kind}")(tx, run, fields)
+        tx.commit()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _reply(self, tx: Tx, command: CommandRecord, *, ok: bool, run_id: str = "", **fields: str) -> None:
+        reply_to = command.value.get("reply_to")
+        if reply_to:
+            value = {
+                "workflow_id": tx.workflow_id,
+                "run_id": run_id,
+                "request_id": command.value.get("request_id") or "",
+                "ok": ok,
+                **fields,
+            }
+            tx.emit(reply_to, _RESULT, value)
+
+    def _target(self, tx: Tx, value: dict[str, Any]) -> Run:
+        """The open run a client command is for."""
+        run_id = value.get("run_id") or tx.current_run_id
+        run = tx.load(run_id) if run_id else None
+        if run is None:
+            raise _Rejected("WorkflowNotFound", f"workflow {tx.workflow_id!r} run {run_id or '(current)'} not found")
+        if run["status"] != "RUNNING":
+            raise _Rejected(
+                "WorkflowClosed",
+                f"workflow {tx.workflow_id!r} run {run['run_id']} is already closed ({run['status']}); only queries"
+                " reach a closed workflow",
+            )
+        return run
+
+    def _wft_retry(self, tx: Tx, run: Run) -> None:
+        """After a failed or timed-out workflow task: flush, then retry now or after a backoff."""
+        run["wft"] = None
+        run["wft_attempt"] += 1
+        tx.flush_buffer(run)
+        opts = self._cfg.options
+        extra = run["wft_attempt"] - 1 - opts.workflow_task_immediate_retries
+        if extra <= 0:
+            tx.schedule_workflow_task(run)
+            return
+        delay = min(1000 * 2 ** min(extra - 1, 30), opts.workflow_task_max_backoff_ms)
+        run["wft_backoff"] = True
+        tx.timer(run, "wft_backoff", "", tx.now + delay)
+
+    def _start_run(
+        self,
+        tx: Tx,
+        *,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input_: list[bytes],
+        run_timeout_ms: int,
+        task_timeout_ms: int,
+        expiration_ms: int,
+        execution_timeout_ms: int,
+        delay_ms: int,
+        memo: dict[str, bytes],
+        search_attributes: dict[str, bytes],
+        header: dict[str, bytes],
+        identity: str = "",
+        request_id: str = "",
+        first_run_id: str = "",
+        continued_from: str = "",
+        initiator: str = "",
+    ) -> Run:
+        opts = self._cfg.options
+        task_timeout = min(task_timeout_ms or opts.default_workflow_task_timeout_ms, opts.max_workflow_task_timeout_ms)
+        run: Run = {
+            "workflow_id": tx.workflow_id,
+            "run_id": run_id,
+            "first_run_id": first_run_id or run_id,
+            "workflow_type": workflow_type,
+            "task_queue": task_queue,
+            "status": "RUNNING",
+            "next_event_id": 1,
+            "start_time": tx.now,
+            "execution_time": tx.now + delay_ms,
+            "close_time": None,
+            "run_timeout_ms": run_timeout_ms,
+            "task_timeout_ms": task_timeout,
+            "execution_timeout_ms": execution_timeout_ms,
+            "expiration_ms": expiration_ms,
+            "memo": memo,
+            "search_attributes": search_attributes,
+            "wft": None,
+            "wft_attempt": 1,
+            "wft_backoff": False,
+            "wft_first_event_id": 1,
+            "buffer": [],
+            "activities": {},
+            "timers": {},
+            "cancel_requested": False,
+        }
+        tx.add_run(run)
+        tx.add_event(
+            run,
+            "WorkflowExecutionStarted",
+            {
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": input_,
+                "workflow_execution_timeout_ms": execution_timeout_ms,
+                "workflow_run_timeout_ms": run_timeout_ms,
+                "workflow_task_timeout_ms": task_timeout,
+                "continued_execution_run_id": continued_from,
+                "initiator": initiator,
+                "original_execution_run_id": run_id,
+                "first_execution_run_id": run["first_run_id"],
+                "identity": identity,
+                "request_id": request_id,
+                "attempt": 1,
+                "workflow_execution_expiration_time_ms": expiration_ms,
+                "first_workflow_task_backoff_ms": delay_ms,
+                "memo": memo,
+                "search_attributes": search_attributes,
+                "header": header,
+            },
+        )
+        if run_timeout_ms:
+            tx.timer(run, "run_timeout", "", tx.now + run_timeout_ms)
+        if expiration_ms:
+            tx.timer(run, "exec_timeout", "", expiration_ms)
+        tx.visibility(run)
+        if delay_ms:
+            run["wft_backoff"] = True
+            tx.timer(run, "wft_backoff", "", tx.now + delay_ms)
+        else:
+            tx.schedule_workflow_task(run)
+        return run
+
+    def _terminate(self, tx: Tx, run: Run, reason: str, details: list[bytes], identity: str) -> None:
+        tx.flush_buffer(run)
+        tx.close(
+            run,
+            "TERMINATED",
+            "WorkflowExecutionTerminated",
+            {"reason": reason, "details": details, "identity": identity},
+        )
+
+    # -- client commands ---------------------------------------------------------------
+
+    def _on_start_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        request_id = v.get("request_id") or f"offset:{command.partition}:{command.offset}"
+        run_id = start_run_id(tx.workflow_id, request_id)
+        if not v.get("workflow_type") or not v.get("task_queue"):
+            raise _Rejected("InvalidArgument", "workflow_type and task_queue are required to start a workflow")
+        timeouts = ("execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "start_delay_ms")
+        if any(int(v.get(t) or 0) < 0 for t in timeouts):
+            raise _Rejected("InvalidArgument", f"{', '.join(timeouts)} must not be negative")
+        if tx.load(run_id) is not None:
+            # A retried start: the run it started already exists.
+            self.stats["duplicate_start"] += 1
+            self._reply(tx, command, ok=True, run_id=run_id)
+            return
+        current = tx.current_run()
+        reuse, conflict = v.get("id_reuse_policy") or "ALLOW_DUPLICATE", v.get("id_conflict_policy") or "UNSPECIFIED"
+        if current is not None and current["status"] == "RUNNING":
+            if conflict == "USE_EXISTING":
+                self._reply(tx, command, ok=True, run_id=current["run_id"])
+                return
+            if conflict == "TERMINATE_EXISTING" or (conflict == "UNSPECIFIED" and reuse == "TERMINATE_IF_RUNNING"):
+                self._terminate(tx, current, "terminated by a new start of the same workflow id", [], v["identity"])
+            else:
+                raise _Rejected(
+                    "WorkflowAlreadyStarted",
+                    f"workflow {tx.workflow_id!r} is already running (run {current['run_id']}); use another id,"
+                    " or id_conflict_policy USE_EXISTING or TERMINATE_EXISTING",
+                )
+        elif current is not None and (
+            reuse == "REJECT_DUPLICATE"
+            or (reuse == "ALLOW_DUPLICATE_FAILED_ONLY" and current["status"] not in _FAILED_STATUSES)
+        ):
+            raise _Rejected(
+                "WorkflowAlreadyStarted",
+                f"workflow id {tx.workflow_id!r} was already used (run {current['run_id']} is"
+                f" {current['status']}) and id_reuse_policy is {reuse}",
+            )
+        execution_timeout = int(v.get("execution_timeout_ms") or 0)
+        self._start_run(
+            tx,
+            run_id=run_id,
+            workflow_type=v["workflow_type"],
+            task_queue=v["task_queue"],
+            input_=v.get("input") or [],
+            run_timeout_ms=int(v.get("run_timeout_ms") or 0),
+            task_timeout_ms=int(v.get("task_timeout_ms") or 0),
+            expiration_ms=tx.now + execution_timeout if execution_timeout else 0,
+            execution_timeout_ms=execution_timeout,
+            delay_ms=int(v.get("start_delay_ms") or 0),
+            memo=v.get("memo") or {},
+            search_attributes=v.get("search_attributes") or {},
+            header=v.get("header") or {},
+            identity=v.get("identity") or "",
+            request_id=request_id,
+        )
+        self._reply(tx, command, ok=True, run_id=run_id)
+
+    def _on_signal_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        request_id = v.get("request_id") or ""
+        dedup_key = tx.key + b"\x00" + request_id.encode()
+        if request_id and tx.ctx.get(CF_DEDUP, dedup_key) is not None:
+            self.stats["duplicate_signal"] += 1
+            self._reply(tx, command, ok=True, run_id=tx.current_run_id or "")
+            return
+        if not v.get("signal_name"):
+            raise _Rejected("InvalidArgument", "signal_name is required")
+        run = self._target(tx, v)
+        tx.append(
+            run,
+            "WorkflowExecutionSignaled",
+            {
+                "signal_name": v["signal_name"],
+                "input": v.get("input") or [],
+                "identity": v.get("identity") or "",
+                "header": v.get("header") or {},
+                "request_id": request_id,
+            },
+        )
+        tx.ensure_workflow_task(run)
+        if request_id:
+            expiry = tx.now + self._cfg.options.signal_dedup_retention_ms
+            tx.put(CF_DEDUP, dedup_key, str(expiry).encode())
+            timer_id = b"wf-dedup|" + dedup_key
+            payload = b'{"arg":"%s","kind":"dedup"}' % dedup_key.hex().encode()
+            tx.ops.append(lambda: tx.ctx.schedule_timer(timer_id, expiry, tx.key, payload))
+        self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    def _on_request_cancel_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._target(tx, v)
+        if run["cancel_requested"]:
+            self.stats["duplicate_cancel_request"] += 1
+        else:
+            run["cancel_requested"] = True
+            tx.append(
+                run,
+                "WorkflowExecutionCancelRequested",
+                {
+                    "cause": v.get("reason") or "",
+                    "identity": v.get("identity") or "",
+                    "request_id": v.get("request_id") or "",
+                },
+            )
+            tx.ensure_workflow_task(run)
+        self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    def _on_terminate_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._target(tx, v)
+        self._terminate(tx, run, v.get("reason") or "", v.get("details") or [], v.get("identity") or "")
+        self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    # -- workflow tasks -------------------------------------------------------------------
+
+    def _current_task_run(self, tx: Tx, v: dict[str, Any]) -> Run | None:
+        """The run whose outstanding workflow task ``v`` names, or None if ``v`` is stale."""
+        run = tx.load(v.get("run_id") or "")
+        if run is None or run["status"] != "RUNNING" or run["wft"] is None:
+            return None
+        wft = run["wft"]
+        if wft["scheduled_event_id"] != v["scheduled_event_id"] or wft["attempt"] != v["attempt"]:
+            return None
+        return run
+
+    def _write_wft_started(self, tx: Tx, run: Run, v: dict[str, Any]) -> int:
+        wft = run["wft"]
+        tx.cancel_timer(run, "wft")
+        started_time = min(max(int(v.get("started_time_ms") or 0), wft["scheduled_time"]), tx.now)
+        return tx.add_event(
+            run,
+            "WorkflowTaskStarted",
+            {"scheduled_event_id": wft["scheduled_event_id"], "identity": v.get("identity") or "", "request_id": ""},
+            started_time,
+        )
+
+    def _fail_wft(self, tx: Tx, run: Run, v: dict[str, Any], cause: str, failure: dict[str, Any] | None) -> None:
+        started = self._write_wft_started(tx, run, v)
+        tx.add_event(
+            run,
+            "WorkflowTaskFailed",
+            {
+                "scheduled_event_id": run["wft"]["scheduled_event_id"],
+                "started_event_id": started,
+                "cause": cause,
+                "failure": failure,
+                "identity": v.get("identity") or "",
+            },
+        )
+        self._wft_retry(tx, run)
+
+    def _on_complete_workflow_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._current_task_run(tx, v)
+        if run is None:
+            self.stats["stale_workflow_task_completion"] += 1
+            return
+        point = tx.savepoint()
+        try:
+            self._apply_completion(tx, run, v)
+        except BadCommand as exc:
+            tx.rollback(point)
+            run = tx.load(run["run_id"])
+            assert run is not None
+            self.stats["bad_workflow_task_completion"] += 1
+            failure = {"message": exc.message, "source": "Kronicle", "failure_type": "server"}
+            self._fail_wft(tx, run, v, exc.cause, failure)
+
+    def _apply_completion(self, tx: Tx, run: Run, v: dict[str, Any]) -> None:
+        scheduled = run["wft"]["scheduled_event_id"]
+        started = self._write_wft_started(tx, run, v)
+        completed = tx.add_event(
+            run,
+            "WorkflowTaskCompleted",
+            {"scheduled_event_id": scheduled, "started_event_id": started, "identity": v.get("identity") or ""},
+        )
+        # The task stays outstanding while its commands apply, so events they cause
+        # (an activity cancelled before it ran) are buffered behind them.
+        unseen = len(run["buffer"])
+        for command in v.get("commands") or []:
+            if run["status"] != "RUNNING":
+                raise BadCommand(
+                    "BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES",
+                    "a command follows the command that closed the workflow; the closing command must be last",
+                )
+            command_type = command.get("command_type") or ""
+            attrs = command.get(attributes_field(command_type, "command")) if command_type else None
+            method = getattr(self, f"_cmd_{command_type}", None)
+            if attrs is None or method is None:
+                raise BadCommand("BAD_COMMAND", f"command {command_type!r} has no attributes or is unknown")
+            if command_type in _CLOSE_COMMANDS and unseen:
+                raise BadCommand(
+                    "UNHANDLED_COMMAND",
+                    f"{unseen} new events arrived while the task ran; the workflow must see them first",
+                )
+            method(tx, run, attrs, completed, v.get("identity") or "")
+        if run["status"] == "RUNNING":
+            run["wft"] = None
+            run["wft_attempt"] = 1
+            run["wft_first_event_id"] = started
+            if tx.flush_buffer(run):
+                tx.ensure_workflow_task(run)
+
+    def _on_fail_workflow_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._current_task_run(tx, v)
+        if run is None:
+            self.stats["stale_workflow_task_failure"] += 1
+            return
+        self._fail_wft(tx, run, v, v.get("cause") or "WORKFLOW_WORKER_UNHANDLED_FAILURE", v.get("failure"))
+
+    # -- worker commands inside a completion ---------------------------------------------
+
+    def _cmd_ScheduleActivityTask(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        acts.schedule_activity(tx, run, a, completed)
+
+    def _cmd_RequestCancelActivityTask(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        act = run["activities"].get(str(a["scheduled_event_id"]))
+        if act is None:
+            # Already closed; its closing event may be buffered behind this task. Nothing to cancel.
+            self.stats["cancel_of_closed_activity"] += 1
+            return
+        if act["cancel_requested_event_id"]:
+            return
+        requested = tx.add_event(
+            run,
+            "ActivityTaskCancelRequested",
+            {"scheduled_event_id": act["scheduled_event_id"], "workflow_task_completed_event_id": completed},
+        )
+        act["cancel_requested_event_id"] = requested
+        if act["state"] == "BACKOFF":
+            # Between attempts nothing runs, so the cancellation completes at once.
+            acts.close_activity(
+                tx,
+                run,
+                act,
+                "ActivityTaskCanceled",
+                {"details": [], "latest_cancel_requested_event_id": requested, "identity": identity},
+                started=False,
+            )
+        elif act["reply_to"]:
+            ref = {"workflow_id": run["workflow_id"], "run_id": run["run_id"], **act}
+            acts.reply_control(tx, act["reply_to"], ref, cancel_requested=True, not_found=False)
+
+    def _cmd_StartTimer(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        timer_id, duration = a.get("timer_id") or "", int(a.get("start_to_fire_timeout_ms") or 0)
+        if not timer_id or duration <= 0:
+            raise BadCommand("BAD_START_TIMER_ATTRIBUTES", "timer_id and a positive start_to_fire_timeout are required")
+        if timer_id in run["timers"]:
+            raise BadCommand("START_TIMER_DUPLICATE_ID", f"timer {timer_id!r} is already pending")
+        started = tx.add_event(
+            run,
+            "TimerStarted",
+            {"timer_id": timer_id, "start_to_fire_timeout_ms": duration, "workflow_task_completed_event_id": completed},
+        )
+        run["timers"][timer_id] = started
+        tx.timer(run, "timer", timer_id, tx.now + duration, started_event_id=started)
+
+    def _cmd_CancelTimer(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        timer_id = a.get("timer_id") or ""
+        started = run["timers"].pop(timer_id, None)
+        if started is None:
+            # Fired already (its TimerFired may be buffered behind this task), or never started.
+            self.stats["cancel_of_unknown_timer"] += 1
+            return
+        tx.cancel_timer(run, "timer", timer_id)
+        tx.add_event(
+            run,
+            "TimerCanceled",
+            {
+                "timer_id": timer_id,
+                "started_event_id": started,
+                "workflow_task_completed_event_id": completed,
+                "identity": identity,
+            },
+        )
+
+    def _cmd_CompleteWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        attrs = {"result": a.get("result") or [], "workflow_task_completed_event_id": completed}
+        tx.close(run, "COMPLETED", "WorkflowExecutionCompleted", attrs)
+
+    def _cmd_FailWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        if a.get("failure") is None:
+            raise BadCommand("BAD_FAIL_WORKFLOW_EXECUTION_ATTRIBUTES", "failure is required")
+        attrs = {
+            "failure": a["failure"],
+            "retry_state": "RETRY_POLICY_NOT_SET",
+            "workflow_task_completed_event_id": completed,
+        }
+        tx.close(run, "FAILED", "WorkflowExecutionFailed", attrs)
+
+    def _cmd_CancelWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        attrs = {"details": a.get("details") or [], "workflow_task_completed_event_id": completed}
+        tx.close(run, "CANCELED", "WorkflowExecutionCanceled", attrs)
+
+    def _cmd_ContinueAsNewWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        new_run_id = continued_run_id(run["run_id"])
+        workflow_type = a.get("workflow_type") or run["workflow_type"]
+        task_queue = a.get("task_queue") or run["task_queue"]
+        run_timeout = int(a.get("workflow_run_timeout_ms") or run["run_timeout_ms"])
+        task_timeout = int(a.get("workflow_task_timeout_ms") or run["task_timeout_ms"])
+        backoff = int(a.get("backoff_start_interval_ms") or 0)
+        if min(run_timeout, task_timeout, backoff) < 0:
+            raise BadCommand("BAD_CONTINUE_AS_NEW_ATTRIBUTES", "timeouts and backoff must not be negative")
+        memo = a["memo"] if a.get("memo") is not None else run["memo"]
+        search = a["search_attributes"] if a.get("search_attributes") is not None else run["search_attributes"]
+        tx.close(
+            run,
+            "CONTINUED_AS_NEW",
+            "WorkflowExecutionContinuedAsNew",
+            {
+                "new_execution_run_id": new_run_id,
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": a.get("input") or [],
+                "workflow_run_timeout_ms": run_timeout,
+                "workflow_task_timeout_ms": task_timeout,
+                "workflow_task_completed_event_id": completed,
+                "backoff_start_interval_ms": backoff,
+                "initiator": "WORKFLOW",
+                "header": a.get("header") or {},
+                "memo": memo,
+                "search_attributes": search,
+            },
+        )
+        self._start_run(
+            tx,
+            run_id=new_run_id,
+            workflow_type=workflow_type,
+            task_queue=task_queue,
+            input_=a.get("input") or [],
+            run_timeout_ms=run_timeout,
+            task_timeout_ms=task_timeout,
+            expiration_ms=run["expiration_ms"],
+            execution_timeout_ms=run["execution_timeout_ms"],
+            delay_ms=backoff,
+            memo=memo,
+            search_attributes=search,
+            header=a.get("header") or {},
+            identity=identity,
+            first_run_id=run["first_run_id"],
+            continued_from=run["run_id"],
+            initiator="WORKFLOW",
+        )
+
+    def _cmd_RecordMarker(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        if not a.get("marker_name"):
+            raise BadCommand("BAD_RECORD_MARKER_ATTRIBUTES", "marker_name is required")
+        tx.add_event(
+            run,
+            "MarkerRecorded",
+            {
+                "marker_name": a["marker_name"],
+                "details": a.get("details") or {},
+                "workflow_task_completed_event_id": completed,
+                "header": a.get("header") or {},
+                "failure": a.get("failure"),
+            },
+        )
+
+    def _cmd_UpsertWorkflowSearchAttributes(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        search = a.get("search_attributes") or {}
+        if not search:
+            raise BadCommand("BAD_SEARCH_ATTRIBUTES", "no search attributes to upsert")
+        run["search_attributes"] = {**run["search_attributes"], **search}
+        tx.add_event(
+            run,
+            "UpsertWorkflowSearchAttributes",
+            {"workflow_task_completed_event_id": completed, "search_attributes": search},
+        )
+        tx.visibility(run)
+
+    # -- activity results from workers ---------------------------------------------------
+
+    def _current_attempt(self, tx: Tx, v: dict[str, Any]) -> tuple[Run, dict[str, Any]] | None:
+        """The run and activity whose current, dispatched attempt ``v`` names; None if stale."""
+        run = tx.load(v.get("run_id") or "")
+        if run is None or run["status"] != "RUNNING":
+            return None
+        act = run["activities"].get(str(v["scheduled_event_id"]))
+        if act is None or act["attempt"] != v["attempt"] or act["state"] != "DISPATCHED":
+            return None
+        if v.get("started_time_ms"):
+            act["worker_started_time"] = int(v["started_time_ms"])
+        return run, act
+
+    def _on_complete_activity_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        found = self._current_attempt(tx, v)
+        if found is None:
+            self.stats["stale_activity_completion"] += 1
+            return
+        run, act = found
+        identity = v.get("identity") or ""
+        attrs = {"result": v.get("result") or [], "identity": identity}
+        acts.close_activity(tx, run, act, "ActivityTaskCompleted", attrs, identity=identity)
+
+    def _on_fail_activity_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        found = self._current_attempt(tx, v)
+        if found is None:
+            self.stats["stale_activity_failure"] += 1
+            return
+        run, act = found
+        if v.get("last_heartbeat_details"):
+            act["heartbeat_details"] = v["last_heartbeat_details"]
+        failure = dict(v["failure"])
+        identity = v.get("identity") or ""
+        acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", identity=identity)
+
+    def _on_heartbeat_activity_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        reply_to = v.get("reply_to")
+        found = self._current_attempt(tx, v)
+        if found is None:
+            self.stats["stale_activity_heartbeat"] += 1
+            if reply_to:
+                acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
+            return
+        run, act = found
+        sid = str(act["scheduled_event_id"])
+        act["heartbeat_details"] = v.get("details") or []
+        act["last_heartbeat_time"] = tx.now
+        if reply_to:
+            act["reply_to"] = reply_to
+        tx.cancel_timer(run, "act_s2s", sid)
+        if act["hb"]:
+            tx.timer(run, "act_hb", sid, tx.now + act["hb"], attempt=act["attempt"])
+        if act["cancel_requested_event_id"] and reply_to:
+            acts.reply_control(tx, reply_to, v, cancel_requested=True, not_found=False)
+
+    def _on_report_activity_task_canceled(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        found = self._current_attempt(tx, v)
+        if found is None or not found[1]["cancel_requested_event_id"]:
+            self.stats["stale_activity_cancellation"] += 1
+            return
+        run, act = found
+        identity = v.get("identity") or ""
+        attrs = {
+            "details": v.get("details") or [],
+            "latest_cancel_requested_event_id": act["cancel_requested_event_id"],
+            "identity": identity,
+        }
+        acts.close_activity(tx, run, act, "ActivityTaskCanceled", attrs, identity=identity)
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _timer_wft(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        wft = run["wft"]
+        if wft is None or (wft["scheduled_event_id"], wft["attempt"]) != (f["scheduled_event_id"], f["attempt"]):
+            self.stats["stale_timer"] += 1
+            return
+        tx.add_event(
+            run,
+            "WorkflowTaskTimedOut",
+            {"scheduled_event_id": wft["scheduled_event_id"], "started_event_id": 0, "timeout_type": "START_TO_CLOSE"},
+        )
+        self._wft_retry(tx, run)
+
+    def _timer_wft_backoff(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        run["wft_backoff"] = False
+        tx.ensure_workflow_task(run)
+
+    def _timer_run_timeout(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        tx.flush_buffer(run)
+        tx.close(run, "TIMED_OUT", "WorkflowExecutionTimedOut", {"retry_state": "TIMEOUT"})
+
+    _timer_exec_timeout = _timer_run_timeout
+
+    def _timer_timer(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        timer_id = f["arg"]
+        if run["timers"].get(timer_id) != f["started_event_id"]:
+            self.stats["stale_timer"] += 1
+            return
+        del run["timers"][timer_id]
+        tx.append(run, "TimerFired", {"timer_id": timer_id, "started_event_id": f["started_event_id"]})
+        tx.ensure_workflow_task(run)
+
+    def _activity_for_timer(self, run: Run, f: dict[str, Any], state: str | None) -> dict[str, Any] | None:
+        act: dict[str, Any] | None = run["activities"].get(f["arg"])
+        if act is None or (state is not None and (act["attempt"] != f["attempt"] or act["state"] != state)):
+            self.stats["stale_timer"] += 1
+            return None
+        return act
+
+    def _timer_act_retry(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "BACKOFF")) is not None:
+            acts.dispatch_attempt(tx, run, act)
+
+    def _timer_act_stc(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
+            acts.timeout_attempt(tx, run, act, "START_TO_CLOSE")
+
+    def _timer_act_hb(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
+            acts.timeout_attempt(tx, run, act, "HEARTBEAT")
+
+    def _timer_act_s2s(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
+            acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_START")
+
+    def _timer_act_s2c(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, None)) is not None:
+            acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_CLOSE")
