@@ -672,9 +672,12 @@ class WorkflowHandler:
         act = run["activities"].get(str(v["scheduled_event_id"]))
         if act is None or act["attempt"] != v["attempt"] or act["state"] != "DISPATCHED":
             return None
+        return run, act
+
+    @staticmethod
+    def _note_start(act: dict[str, Any], v: dict[str, Any]) -> None:
         if v.get("started_time_ms"):
             act["worker_started_time"] = int(v["started_time_ms"])
-        return run, act
 
     def _on_complete_activity_task(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value
@@ -683,6 +686,7 @@ class WorkflowHandler:
             self.stats["stale_activity_completion"] += 1
             return
         run, act = found
+        self._note_start(act, v)
         identity = v.get("identity") or ""
         attrs = {"result": v.get("result") or [], "identity": identity}
         acts.close_activity(tx, run, act, "ActivityTaskCompleted", attrs, identity=identity)
@@ -694,6 +698,7 @@ class WorkflowHandler:
             self.stats["stale_activity_failure"] += 1
             return
         run, act = found
+        self._note_start(act, v)
         if v.get("last_heartbeat_details"):
             act["heartbeat_details"] = v["last_heartbeat_details"]
         failure = dict(v["failure"])
@@ -710,6 +715,7 @@ class WorkflowHandler:
                 acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
             return
         run, act = found
+        self._note_start(act, v)
         sid = str(act["scheduled_event_id"])
         act["heartbeat_details"] = v.get("details") or []
         act["last_heartbeat_time"] = tx.now
@@ -728,6 +734,7 @@ class WorkflowHandler:
             self.stats["stale_activity_cancellation"] += 1
             return
         run, act = found
+        self._note_start(act, v)
         identity = v.get("identity") or ""
         attrs = {
             "details": v.get("details") or [],
