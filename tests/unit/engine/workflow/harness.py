@@ -156,6 +156,15 @@ class Bench:
         assert state is not None, f"no run of {workflow_id}"
         return state
 
+    def describe_run(self, run_id: str) -> dict[str, Any]:
+        """A run's state by run id alone."""
+        from kronicle.engine.workflow._state import loads
+
+        raw = self.get("wf_runs", run_id.encode())
+        assert raw is not None
+        state: dict[str, Any] = loads(raw)
+        return state
+
     def get(self, cf: str, key: bytes) -> bytes | None:
         return self.ctx.state.get((cf, key))
 
