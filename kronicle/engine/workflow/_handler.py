@@ -84,6 +84,7 @@ class WorkflowHandler:
         self._commands: dict[str, Callable[[Tx, CommandRecord], None]] = {
             _NS + "StartWorkflow": self._on_start_workflow,
             _NS + "SignalWorkflow": self._on_signal_workflow,
+            _NS + "SignalWithStartWorkflow": self._on_signal_with_start_workflow,
             _NS + "RequestCancelWorkflow": self._on_request_cancel_workflow,
             _NS + "TerminateWorkflow": self._on_terminate_workflow,
             _NS + "CompleteWorkflowTask": self._on_complete_workflow_task,
@@ -136,6 +137,10 @@ class WorkflowHandler:
             tx.commit()
             return
         run = tx.load(fields["run_id"])
+        if kind == "retention" and run is not None:
+            tx.purge(run)
+            tx.commit()
+            return
         if run is None or run["status"] != "RUNNING":
             self.stats["stale_timer"] += 1
             return
@@ -205,6 +210,7 @@ class WorkflowHandler:
         first_run_id: str = "",
         continued_from: str = "",
         initiator: str = "",
+        signal: dict[str, Any] | None = None,
     ) -> Run:
         opts = self._cfg.options
         task_timeout = min(task_timeout_ms or opts.default_workflow_task_timeout_ms, opts.max_workflow_task_timeout_ms)
@@ -233,6 +239,7 @@ class WorkflowHandler:
             "activities": {},
             "timers": {},
             "cancel_requested": False,
+            "signal_count": 0,
         }
         tx.add_run(run)
         tx.add_event(
@@ -259,6 +266,9 @@ class WorkflowHandler:
                 "header": header,
             },
         )
+        if signal is not None:
+            run["signal_count"] += 1
+            tx.add_event(run, "WorkflowExecutionSignaled", signal)
         if run_timeout_ms:
             tx.timer(run, "run_timeout", "", tx.now + run_timeout_ms)
         if expiration_ms:
@@ -283,6 +293,11 @@ class WorkflowHandler:
     # -- client commands ---------------------------------------------------------------
 
     def _on_start_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        run_id = self._start(tx, command, None)
+        self._reply(tx, command, ok=True, run_id=run_id)
+
+    def _start(self, tx: Tx, command: CommandRecord, signal: dict[str, Any] | None) -> str:
+        """Start a run for a StartWorkflow or SignalWithStartWorkflow; returns the run id it resolved to."""
         v = command.value
         request_id = v.get("request_id") or f"offset:{command.partition}:{command.offset}"
         run_id = start_run_id(tx.workflow_id, request_id)
@@ -291,17 +306,16 @@ class WorkflowHandler:
         timeouts = ("execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "start_delay_ms")
         if any(int(v.get(t) or 0) < 0 for t in timeouts):
             raise _Rejected("InvalidArgument", f"{', '.join(timeouts)} must not be negative")
+        self._check_payloads(v.get("input"), "input")
         if tx.load(run_id) is not None:
             # A retried start: the run it started already exists.
             self.stats["duplicate_start"] += 1
-            self._reply(tx, command, ok=True, run_id=run_id)
-            return
+            return run_id
         current = tx.current_run()
         reuse, conflict = v.get("id_reuse_policy") or "ALLOW_DUPLICATE", v.get("id_conflict_policy") or "UNSPECIFIED"
         if current is not None and current["status"] == "RUNNING":
             if conflict == "USE_EXISTING":
-                self._reply(tx, command, ok=True, run_id=current["run_id"])
-                return
+                return str(current["run_id"])
             if conflict == "TERMINATE_EXISTING" or (conflict == "UNSPECIFIED" and reuse == "TERMINATE_IF_RUNNING"):
                 self._terminate(tx, current, "terminated by a new start of the same workflow id", [], v["identity"])
             else:
@@ -336,23 +350,60 @@ class WorkflowHandler:
             header=v.get("header") or {},
             identity=v.get("identity") or "",
             request_id=request_id,
+            signal=signal,
         )
-        self._reply(tx, command, ok=True, run_id=run_id)
+        return run_id
+
+    def _signal_seen(self, tx: Tx, request_id: str) -> bool:
+        """Whether a signal with this request id was applied already (and is still remembered)."""
+        if request_id and tx.ctx.get(CF_DEDUP, tx.key + b"\x00" + request_id.encode()) is not None:
+            self.stats["duplicate_signal"] += 1
+            return True
+        return False
+
+    def _remember_signal(self, tx: Tx, request_id: str) -> None:
+        if not request_id:
+            return
+        dedup_key = tx.key + b"\x00" + request_id.encode()
+        expiry = tx.now + self._cfg.options.signal_dedup_retention_ms
+        tx.put(CF_DEDUP, dedup_key, str(expiry).encode())
+        timer_id = b"wf-dedup|" + dedup_key
+        payload = b'{"arg":"%s","kind":"dedup"}' % dedup_key.hex().encode()
+        tx.ops.append(lambda: tx.ctx.schedule_timer(timer_id, expiry, tx.key, payload))
+
+    def _signal(self, tx: Tx, run: Run, signal: dict[str, Any]) -> None:
+        if run["signal_count"] >= self._cfg.options.max_signals_per_execution:
+            raise _Rejected(
+                "ResourceExhausted",
+                f"workflow {tx.workflow_id!r} has received {run['signal_count']} signals, the limit per run;"
+                " continue it as new to reset the count",
+            )
+        run["signal_count"] += 1
+        tx.append(run, "WorkflowExecutionSignaled", signal)
+        tx.ensure_workflow_task(run)
+
+    def _check_payloads(self, payloads: Any, what: str) -> None:
+        size = sum(len(p) for p in payloads or [])
+        limit = self._cfg.options.max_payload_bytes
+        if size > limit:
+            raise _Rejected(
+                "InvalidArgument",
+                f"{what} is {size} bytes, over the limit of {limit}; store large data elsewhere and pass a reference",
+            )
 
     def _on_signal_workflow(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value
         request_id = v.get("request_id") or ""
-        dedup_key = tx.key + b"\x00" + request_id.encode()
-        if request_id and tx.ctx.get(CF_DEDUP, dedup_key) is not None:
-            self.stats["duplicate_signal"] += 1
+        if self._signal_seen(tx, request_id):
             self._reply(tx, command, ok=True, run_id=tx.current_run_id or "")
             return
         if not v.get("signal_name"):
             raise _Rejected("InvalidArgument", "signal_name is required")
+        self._check_payloads(v.get("input"), "signal input")
         run = self._target(tx, v)
-        tx.append(
+        self._signal(
+            tx,
             run,
-            "WorkflowExecutionSignaled",
             {
                 "signal_name": v["signal_name"],
                 "input": v.get("input") or [],
@@ -361,14 +412,33 @@ class WorkflowHandler:
                 "request_id": request_id,
             },
         )
-        tx.ensure_workflow_task(run)
-        if request_id:
-            expiry = tx.now + self._cfg.options.signal_dedup_retention_ms
-            tx.put(CF_DEDUP, dedup_key, str(expiry).encode())
-            timer_id = b"wf-dedup|" + dedup_key
-            payload = b'{"arg":"%s","kind":"dedup"}' % dedup_key.hex().encode()
-            tx.ops.append(lambda: tx.ctx.schedule_timer(timer_id, expiry, tx.key, payload))
+        self._remember_signal(tx, request_id)
         self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    def _on_signal_with_start_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        request_id = v.get("request_id") or ""
+        if self._signal_seen(tx, request_id):
+            self._reply(tx, command, ok=True, run_id=tx.current_run_id or "")
+            return
+        if not v.get("signal_name"):
+            raise _Rejected("InvalidArgument", "signal_name is required")
+        self._check_payloads(v.get("signal_input"), "signal input")
+        signal = {
+            "signal_name": v["signal_name"],
+            "input": v.get("signal_input") or [],
+            "identity": v.get("identity") or "",
+            "header": v.get("signal_header") or {},
+            "request_id": request_id,
+        }
+        current = tx.current_run()
+        if current is not None and current["status"] == "RUNNING":
+            self._signal(tx, current, signal)
+            run_id = str(current["run_id"])
+        else:
+            run_id = self._start(tx, command, signal)
+        self._remember_signal(tx, request_id)
+        self._reply(tx, command, ok=True, run_id=run_id)
 
     def _on_request_cancel_workflow(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value
@@ -496,6 +566,11 @@ class WorkflowHandler:
     # -- worker commands inside a completion ---------------------------------------------
 
     def _cmd_ScheduleActivityTask(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        limit = self._cfg.options.max_pending_activities
+        if len(run["activities"]) >= limit:
+            raise BadCommand(
+                "PENDING_ACTIVITIES_LIMIT_EXCEEDED", f"{limit} activities are pending; wait for some to finish"
+            )
         acts.schedule_activity(tx, run, a, completed)
 
     def _cmd_RequestCancelActivityTask(

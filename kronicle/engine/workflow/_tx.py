@@ -47,6 +47,14 @@ class WorkflowOptions:
     """Attempts of a failed or timed-out workflow task retried at once; later ones back off."""
     workflow_task_max_backoff_ms: int = 600_000
     """Longest backoff between workflow task attempts."""
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    """How long a closed run's state and stored events are kept (the namespace's retention)."""
+    max_payload_bytes: int = 2 * 1024 * 1024
+    """Largest total payload of a start's input or a signal's input."""
+    max_pending_activities: int = 2000
+    """Most activities one run may have pending (Temporal's default limit)."""
+    max_signals_per_execution: int = 10_000
+    """Most signals one run accepts; continue-as-new starts a fresh count."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -204,12 +212,15 @@ class Tx:
         self.ops.append(lambda: self._dispatch_workflow_task(topic, task))
 
     def _dispatch_workflow_task(self, topic: str, task: dict[str, Any]) -> None:
-        # Runs at commit, after this command's events are in the context.
-        history = [
-            self.cfg.decode(raw)[1]
-            for event_id in range(task["first_event_id"], task["scheduled_event_id"] + 1)
-            if (raw := self.ctx.get(CF_EVENTS, event_key(task["run_id"], event_id))) is not None
-        ]
+        # Runs at commit, after this command's events are in the context. Events of
+        # this command are used as they are; only older ones are read back.
+        fresh = {e["event_id"]: e for e in self.events.get(task["run_id"], [])}
+        history = []
+        for event_id in range(task["first_event_id"], task["scheduled_event_id"] + 1):
+            if event_id in fresh:
+                history.append(fresh[event_id])
+            elif (raw := self.ctx.get(CF_EVENTS, event_key(task["run_id"], event_id))) is not None:
+                history.append(self.cfg.decode(raw)[1])
         value = self.cfg.encode("kronicle.workflow.WorkflowTask", {**task, "history": history})
         self.ctx.emit(topic, self.key, value)
 
@@ -282,6 +293,17 @@ class Tx:
         run["timers"] = {}
         run["activities"] = {}
         self.visibility(run)
+        self.timer(run, "retention", "", self.now + self.cfg.options.retention_ms)
+
+    def purge(self, run: Run) -> None:
+        """Remove a closed run past retention: its state, its stored events, and the current pointer to it."""
+        run_id = run["run_id"]
+        self.delete(CF_RUNS, run_id.encode())
+        for event_id in range(1, run["next_event_id"]):
+            self.delete(CF_EVENTS, event_key(run_id, event_id))
+        if self.current_run_id == run_id:
+            self.delete(CF_CURRENT, self.key)
+        self.runs.pop(run_id, None)
 
     # -- commit -------------------------------------------------------------------
 

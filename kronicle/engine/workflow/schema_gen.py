@@ -17,6 +17,7 @@ version (a new file and a new manifest entry), never in place.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -242,6 +243,7 @@ EVENT_TYPES: tuple[str, ...] = tuple(_ATTRS)
 """Every history event type the engine writes, in Temporal's names."""
 
 
+@functools.cache
 def attributes_field(type_name: str, suffix: str = "event") -> str:
     """The field of an event (or worker command) that holds the attributes of ``type_name``.
 
@@ -340,6 +342,47 @@ _TASK_REF = [
     _f("attempt", "int"),
 ]
 
+_START_FIELDS: list[dict[str, Any]] = [
+    _f("workflow_id", "string"),
+    _f("workflow_type", "string"),
+    _f("task_queue", "string"),
+    _payloads("input"),
+    _s("request_id", "Makes a retried start idempotent: the run id is derived from it."),
+    _s("identity"),
+    _f(
+        "id_reuse_policy",
+        {
+            "type": "enum",
+            "name": "WorkflowIDReusePolicy",
+            "symbols": [
+                "ALLOW_DUPLICATE",
+                "ALLOW_DUPLICATE_FAILED_ONLY",
+                "REJECT_DUPLICATE",
+                "TERMINATE_IF_RUNNING",
+            ],
+            "default": "ALLOW_DUPLICATE",
+        },
+        "ALLOW_DUPLICATE",
+    ),
+    _f(
+        "id_conflict_policy",
+        {
+            "type": "enum",
+            "name": "WorkflowIDConflictPolicy",
+            "symbols": ["UNSPECIFIED", "FAIL", "USE_EXISTING", "TERMINATE_EXISTING"],
+            "default": "UNSPECIFIED",
+        },
+        "UNSPECIFIED",
+    ),
+    _l("execution_timeout_ms", "0: unlimited."),
+    _l("run_timeout_ms", "0: unlimited."),
+    _l("task_timeout_ms", "0: 10 s."),
+    _l("start_delay_ms"),
+    _map("memo"),
+    _map("search_attributes"),
+    _map("header"),
+]
+
 # Top-level subjects (id, record). Ids are never reused.
 _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
     (
@@ -348,44 +391,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
             "StartWorkflow",
             "Start a workflow execution (client command).",
             [
-                _f("workflow_id", "string"),
-                _f("workflow_type", "string"),
-                _f("task_queue", "string"),
-                _payloads("input"),
-                _s("request_id", "Makes a retried start idempotent: the run id is derived from it."),
-                _s("identity"),
-                _f(
-                    "id_reuse_policy",
-                    {
-                        "type": "enum",
-                        "name": "WorkflowIDReusePolicy",
-                        "symbols": [
-                            "ALLOW_DUPLICATE",
-                            "ALLOW_DUPLICATE_FAILED_ONLY",
-                            "REJECT_DUPLICATE",
-                            "TERMINATE_IF_RUNNING",
-                        ],
-                        "default": "ALLOW_DUPLICATE",
-                    },
-                    "ALLOW_DUPLICATE",
-                ),
-                _f(
-                    "id_conflict_policy",
-                    {
-                        "type": "enum",
-                        "name": "WorkflowIDConflictPolicy",
-                        "symbols": ["UNSPECIFIED", "FAIL", "USE_EXISTING", "TERMINATE_EXISTING"],
-                        "default": "UNSPECIFIED",
-                    },
-                    "UNSPECIFIED",
-                ),
-                _l("execution_timeout_ms", "0: unlimited."),
-                _l("run_timeout_ms", "0: unlimited."),
-                _l("task_timeout_ms", "0: 10 s."),
-                _l("start_delay_ms"),
-                _map("memo"),
-                _map("search_attributes"),
-                _map("header"),
+                *_START_FIELDS,
                 _REPLY_TO,
             ],
         ),
@@ -599,6 +605,20 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
                 _f("ok", "boolean"),
                 _s("error_type", "WorkflowAlreadyStarted, WorkflowNotFound, WorkflowClosed or InvalidArgument."),
                 _s("message"),
+            ],
+        ),
+    ),
+    (
+        117,
+        _record(
+            "SignalWithStartWorkflow",
+            "Signal a running workflow, or start it (with the signal as its first event after Started).",
+            [
+                *_START_FIELDS,
+                _f("signal_name", "string"),
+                _payloads("signal_input"),
+                _map("signal_header"),
+                _REPLY_TO,
             ],
         ),
     ),

@@ -62,6 +62,7 @@ class Bench:
         self.handler = WorkflowHandler(topics=self.topics, encode=CODEC.encode, decode=CODEC.decode, options=options)
         self.ctx = MemoryContext(partition=0, now_ms=T0)
         self.offset = 0
+        self._decoded: dict[int, Any] = {}
 
     @property
     def now(self) -> int:
@@ -125,14 +126,19 @@ class Bench:
     def timer_ids(self) -> set[bytes]:
         return {k for (cf, k) in self.ctx.state if cf == "timer_ids"}
 
+    def retention_timers(self) -> set[bytes]:
+        return {t for t in self.timer_ids() if t.endswith(b"|retention|")}
+
     # -- output ------------------------------------------------------------------
 
     def records(self, topic: str) -> list[tuple[bytes | None, dict[str, Any]]]:
         """(key, decoded value) of every record emitted to ``topic`` so far."""
         out = []
-        for rec in self.ctx.effects.outputs:
+        for i, rec in enumerate(self.ctx.effects.outputs):
             if rec.topic == topic and rec.value is not None:
-                out.append((rec.key, CODEC.decode(rec.value)[1]))
+                if i not in self._decoded:
+                    self._decoded[i] = CODEC.decode(rec.value)[1]
+                out.append((rec.key, self._decoded[i]))
         return out
 
     def workflow_tasks(self, queue: str = "q") -> list[dict[str, Any]]:
