@@ -93,6 +93,7 @@ class WorkflowHandler(WorkerCommands):
             _NS + "FailActivityTask": self._on_fail_activity_task,
             _NS + "HeartbeatActivityTask": self._on_heartbeat_activity_task,
             _NS + "ReportActivityTaskCanceled": self._on_report_activity_task_canceled,
+            _NS + "ChildWorkflowResult": self._on_child_workflow_result,
         }
 
     # -- Handler protocol ------------------------------------------------------------
@@ -120,12 +121,23 @@ class WorkflowHandler(WorkerCommands):
         try:
             method(tx, command)
         except _Rejected as exc:
-            reply_to = command.value.get("reply_to")
-            if not reply_to:
-                raise InvalidCommand(f"{exc.error_type}: {exc.message}") from exc
             tx = Tx(self._cfg, ctx, workflow_id)
-            self._reply(tx, command, ok=False, error_type=exc.error_type, message=exc.message)
+            parent = command.value.get("parent")
+            if parent is not None:
+                # A child that cannot start: its parent records StartChildWorkflowExecutionFailed.
+                self._child_start_failed(tx, command, exc)
+            elif command.value.get("reply_to"):
+                self._reply(tx, command, ok=False, error_type=exc.error_type, message=exc.message)
+            else:
+                raise InvalidCommand(f"{exc.error_type}: {exc.message}") from exc
         tx.commit()
+
+    def _child_start_failed(self, tx: Tx, command: CommandRecord, exc: _Rejected) -> None:
+        v = command.value
+        run: Run = {"workflow_id": v["workflow_id"], "run_id": "", "workflow_type": v["workflow_type"]}
+        run["parent"] = v["parent"]
+        cause = "WORKFLOW_ALREADY_EXISTS" if exc.error_type == "WorkflowAlreadyStarted" else exc.error_type
+        tx.notify_parent(run, "START_FAILED", cause=cause)
 
     def on_timer(self, ctx: Context, key: bytes, timer_id: bytes, payload: bytes) -> None:
         """Apply a fired timer of a workflow (stale ones change nothing)."""
@@ -203,6 +215,10 @@ class WorkflowHandler(WorkerCommands):
     def _on_start_workflow(self, tx: Tx, command: CommandRecord) -> None:
         run_id = self._start(tx, command, None)
         self._reply(tx, command, ok=True, run_id=run_id)
+        if command.value.get("parent") is not None:
+            run = tx.load(run_id)
+            assert run is not None
+            tx.notify_parent(run, "STARTED")
 
     def _start(self, tx: Tx, command: CommandRecord, signal: dict[str, Any] | None) -> str:
         """Start a run for a StartWorkflow or SignalWithStartWorkflow; returns the run id it resolved to."""
@@ -259,6 +275,7 @@ class WorkflowHandler(WorkerCommands):
             identity=v.get("identity") or "",
             request_id=request_id,
             signal=signal,
+            parent=v.get("parent"),
         )
         return run_id
 
@@ -551,6 +568,51 @@ class WorkflowHandler(WorkerCommands):
             "identity": identity,
         }
         acts.close_activity(tx, run, act, "ActivityTaskCanceled", attrs, identity=identity)
+
+    # -- child workflows -------------------------------------------------------------------
+
+    def _on_child_workflow_result(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = tx.load(v["run_id"])
+        child = run["children"].get(str(v["initiated_event_id"])) if run and run["status"] == "RUNNING" else None
+        if run is None or child is None or child["workflow_id"] != v["child_workflow_id"]:
+            self.stats["stale_child_result"] += 1
+            return
+        outcome = v["outcome"]
+        ref = {
+            "workflow_id": child["workflow_id"],
+            "run_id": v["child_run_id"],
+            "workflow_type": child["workflow_type"],
+            "initiated_event_id": v["initiated_event_id"],
+        }
+        if outcome == "STARTED":
+            if child["started"] or child["closing"]:
+                self.stats["stale_child_result"] += 1
+                return
+            child["started"] = True
+            child["run_id"] = v["child_run_id"]
+            tx.append(run, "ChildWorkflowExecutionStarted", ref)
+        elif child["closing"] or (outcome == "START_FAILED" and child["started"]):
+            self.stats["stale_child_result"] += 1
+            return
+        elif outcome == "START_FAILED":
+            child["closing"] = True
+            del ref["run_id"]
+            tx.append(run, "StartChildWorkflowExecutionFailed", {**ref, "cause": v.get("cause") or ""})
+        else:
+            child["closing"] = True
+            event_type, extra = {
+                "COMPLETED": ("ChildWorkflowExecutionCompleted", {"result": v.get("result") or []}),
+                "FAILED": (
+                    "ChildWorkflowExecutionFailed",
+                    {"failure": v.get("failure") or {}, "retry_state": v.get("retry_state") or ""},
+                ),
+                "CANCELED": ("ChildWorkflowExecutionCanceled", {"details": v.get("details") or []}),
+                "TIMED_OUT": ("ChildWorkflowExecutionTimedOut", {"retry_state": v.get("retry_state") or ""}),
+                "TERMINATED": ("ChildWorkflowExecutionTerminated", {}),
+            }[outcome]
+            tx.append(run, event_type, {**ref, **extra, "started_event_id": -1})
+        tx.ensure_workflow_task(run)
 
     # -- timers ---------------------------------------------------------------------------
 

@@ -53,6 +53,11 @@ class WorkflowTopics:
     """The namespace, e.g. ``default``."""
 
     @property
+    def commands(self) -> str:
+        """``kronicle.<ns>.commands``."""
+        return f"kronicle.{self.namespace}.commands"
+
+    @property
     def history(self) -> str:
         """``kronicle.<ns>.history``."""
         return f"kronicle.{self.namespace}.history"

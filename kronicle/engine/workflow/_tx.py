@@ -30,6 +30,16 @@ Decode = Callable[[bytes], tuple[str, Any]]
 _ACTIVITY_CLOSE_EVENTS = frozenset(
     {"ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled"}
 )
+_CHILD_CLOSE_EVENTS = frozenset(
+    {
+        "StartChildWorkflowExecutionFailed",
+        "ChildWorkflowExecutionCompleted",
+        "ChildWorkflowExecutionFailed",
+        "ChildWorkflowExecutionCanceled",
+        "ChildWorkflowExecutionTimedOut",
+        "ChildWorkflowExecutionTerminated",
+    }
+)
 ACTIVITY_TIMER_KINDS = ("act_s2s", "act_stc", "act_hb", "act_s2c", "act_retry")
 
 
@@ -55,6 +65,8 @@ class WorkflowOptions:
     """Most activities one run may have pending (Temporal's default limit)."""
     max_signals_per_execution: int = 10_000
     """Most signals one run accepts; continue-as-new starts a fresh count."""
+    max_pending_children: int = 2000
+    """Most child workflows one run may have pending."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -148,6 +160,14 @@ class Tx:
         if event_type in _ACTIVITY_CLOSE_EVENTS and attrs.get("started_event_id") == -1:
             # The attempt's ActivityTaskStarted is always the event just before.
             attrs = {**attrs, "started_event_id": event_id - 1}
+        elif event_type == "ChildWorkflowExecutionStarted":
+            run["children"][str(attrs["initiated_event_id"])]["started_event_id"] = event_id
+        elif event_type in _CHILD_CLOSE_EVENTS:
+            # A child leaves the pending set when its closing event is written (not when
+            # its result arrives), because until then the result may wait in the buffer.
+            child = run["children"].pop(str(attrs["initiated_event_id"]))
+            if event_type != "StartChildWorkflowExecutionFailed":
+                attrs = {**attrs, "started_event_id": child["started_event_id"]}
         event = {
             "event_id": event_id,
             "event_time": self.now if time_ms is None else time_ms,
@@ -292,8 +312,53 @@ class Tx:
                 self.cancel_timer(run, kind, sid)
         run["timers"] = {}
         run["activities"] = {}
+        self._apply_parent_close_policy(run)
+        if run["parent"] is not None and status != "CONTINUED_AS_NEW":
+            self.notify_parent(
+                run,
+                status,
+                result=attrs.get("result") or [],
+                failure=attrs.get("failure"),
+                details=attrs.get("details") or [],
+                retry_state=attrs.get("retry_state") or "",
+            )
         self.visibility(run)
         self.timer(run, "retention", "", self.now + self.cfg.options.retention_ms)
+
+    def _apply_parent_close_policy(self, run: Run) -> None:
+        """Terminate or cancel the children that are still open, as their policy says."""
+        for child in run["children"].values():
+            if child["closing"]:
+                continue
+            value = {
+                "workflow_id": child["workflow_id"],
+                "run_id": child["run_id"],
+                "identity": f"parent {run['workflow_id']}",
+            }
+            if child["parent_close_policy"] == "TERMINATE":
+                schema, value = "TerminateWorkflow", {**value, "reason": "by parent close policy"}
+            elif child["parent_close_policy"] == "REQUEST_CANCEL":
+                schema, value = "RequestCancelWorkflow", {**value, "reason": "by parent close policy"}
+            else:
+                continue
+            self.emit(self.cfg.topics.commands, "kronicle.workflow." + schema, value, key=child["workflow_id"].encode())
+        run["children"] = {}
+
+    def notify_parent(self, run: Run, outcome: str, **fields: Any) -> None:
+        """Tell the parent's partition that this child run started, failed to start, or closed."""
+        parent = run["parent"]
+        value = {
+            "workflow_id": parent["workflow_id"],
+            "run_id": parent["run_id"],
+            "initiated_event_id": parent["initiated_event_id"],
+            "child_workflow_id": run["workflow_id"],
+            "child_run_id": run["run_id"],
+            "child_workflow_type": run["workflow_type"],
+            "outcome": outcome,
+            **fields,
+        }
+        key = parent["workflow_id"].encode()
+        self.emit(self.cfg.topics.commands, "kronicle.workflow.ChildWorkflowResult", value, key=key)
 
     def purge(self, run: Run) -> None:
         """Remove a closed run past retention: its state, its stored events, and the current pointer to it."""

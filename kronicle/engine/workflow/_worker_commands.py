@@ -14,7 +14,7 @@ from typing import Any
 
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
-from kronicle.engine.workflow._state import continued_run_id
+from kronicle.engine.workflow._state import continued_run_id, start_run_id
 from kronicle.engine.workflow._tx import Config, Run, Tx
 
 __all__ = ["WorkerCommands"]
@@ -48,6 +48,7 @@ class WorkerCommands:
         continued_from: str = "",
         initiator: str = "",
         signal: dict[str, Any] | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> Run:
         opts = self._cfg.options
         task_timeout = min(task_timeout_ms or opts.default_workflow_task_timeout_ms, opts.max_workflow_task_timeout_ms)
@@ -77,6 +78,8 @@ class WorkerCommands:
             "timers": {},
             "cancel_requested": False,
             "signal_count": 0,
+            "parent": parent,
+            "children": {},
         }
         tx.add_run(run)
         tx.add_event(
@@ -101,6 +104,9 @@ class WorkerCommands:
                 "memo": memo,
                 "search_attributes": search_attributes,
                 "header": header,
+                "parent_workflow_id": parent["workflow_id"] if parent else "",
+                "parent_run_id": parent["run_id"] if parent else "",
+                "parent_initiated_event_id": parent["initiated_event_id"] if parent else 0,
             },
         )
         if signal is not None:
@@ -261,6 +267,7 @@ class WorkerCommands:
             first_run_id=run["first_run_id"],
             continued_from=run["run_id"],
             initiator="WORKFLOW",
+            parent=run["parent"],
         )
 
     def _cmd_RecordMarker(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
@@ -291,3 +298,72 @@ class WorkerCommands:
             {"workflow_task_completed_event_id": completed, "search_attributes": search},
         )
         tx.visibility(run)
+
+    def _cmd_StartChildWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        bad = "BAD_START_CHILD_EXECUTION_ATTRIBUTES"
+        workflow_id, workflow_type = a.get("workflow_id") or "", a.get("workflow_type") or ""
+        if not workflow_id or not workflow_type:
+            raise BadCommand(bad, "workflow_id and workflow_type are required to start a child")
+        policy = a.get("parent_close_policy") or "TERMINATE"
+        if policy not in ("TERMINATE", "ABANDON", "REQUEST_CANCEL"):
+            raise BadCommand(bad, f"parent_close_policy {policy!r} is not TERMINATE, ABANDON or REQUEST_CANCEL")
+        if any(c["workflow_id"] == workflow_id for c in run["children"].values()):
+            raise BadCommand(bad, f"a child with workflow id {workflow_id!r} is already pending")
+        limit = self._cfg.options.max_pending_children
+        if len(run["children"]) >= limit:
+            raise BadCommand("PENDING_CHILD_WORKFLOWS_LIMIT_EXCEEDED", f"{limit} child workflows are pending")
+        task_queue = a.get("task_queue") or run["task_queue"]
+        reuse = a.get("workflow_id_reuse_policy") or "ALLOW_DUPLICATE"
+        timeouts = {
+            "workflow_execution_timeout_ms": int(a.get("workflow_execution_timeout_ms") or 0),
+            "workflow_run_timeout_ms": int(a.get("workflow_run_timeout_ms") or 0),
+            "workflow_task_timeout_ms": int(a.get("workflow_task_timeout_ms") or 0),
+        }
+        initiated = tx.add_event(
+            run,
+            "StartChildWorkflowExecutionInitiated",
+            {
+                "workflow_id": workflow_id,
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": a.get("input") or [],
+                **timeouts,
+                "parent_close_policy": policy,
+                "workflow_task_completed_event_id": completed,
+                "workflow_id_reuse_policy": reuse,
+                "header": a.get("header") or {},
+                "memo": a.get("memo") or {},
+                "search_attributes": a.get("search_attributes") or {},
+            },
+        )
+        # The child's run id follows from this request id, so the parent can address
+        # the child (close policy) before the child's partition has answered.
+        request_id = f"child\x00{run['run_id']}\x00{initiated}"
+        run["children"][str(initiated)] = {
+            "workflow_id": workflow_id,
+            "workflow_type": workflow_type,
+            "run_id": start_run_id(workflow_id, request_id),
+            "parent_close_policy": policy,
+            "started": False,
+            "closing": False,
+            "started_event_id": 0,
+        }
+        start = {
+            "workflow_id": workflow_id,
+            "workflow_type": workflow_type,
+            "task_queue": task_queue,
+            "input": a.get("input") or [],
+            "request_id": request_id,
+            "identity": f"parent {run['workflow_id']}",
+            "id_reuse_policy": reuse,
+            "execution_timeout_ms": timeouts["workflow_execution_timeout_ms"],
+            "run_timeout_ms": timeouts["workflow_run_timeout_ms"],
+            "task_timeout_ms": timeouts["workflow_task_timeout_ms"],
+            "memo": a.get("memo") or {},
+            "search_attributes": a.get("search_attributes") or {},
+            "header": a.get("header") or {},
+            "parent": {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated},
+        }
+        tx.emit(tx.cfg.topics.commands, "kronicle.workflow.StartWorkflow", start, key=workflow_id.encode())

@@ -119,6 +119,8 @@ _RETRY_POLICY = _record(
     ],
 )
 
+_CHILD_REF = [_s("workflow_id"), _s("run_id"), _s("workflow_type"), _l("initiated_event_id"), _l("started_event_id")]
+
 # Event attributes: one record per event type, fields as in Temporal's history.
 _ATTRS: dict[str, list[dict[str, Any]]] = {
     "WorkflowExecutionStarted": [
@@ -142,6 +144,9 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
         _map("header"),
         _opt("continued_failure", _full("Failure")),
         _payloads("last_completion_result"),
+        _s("parent_workflow_id"),
+        _s("parent_run_id"),
+        _l("parent_initiated_event_id"),
     ],
     "WorkflowExecutionCompleted": [_payloads("result"), _l("workflow_task_completed_event_id")],
     "WorkflowExecutionFailed": [
@@ -237,6 +242,34 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
         _map("search_attributes"),
     ],
     "UpsertWorkflowSearchAttributes": [_l("workflow_task_completed_event_id"), _map("search_attributes")],
+    "StartChildWorkflowExecutionInitiated": [
+        _s("workflow_id"),
+        _s("workflow_type"),
+        _s("task_queue"),
+        _payloads("input"),
+        _l("workflow_execution_timeout_ms"),
+        _l("workflow_run_timeout_ms"),
+        _l("workflow_task_timeout_ms"),
+        _s("parent_close_policy"),
+        _l("workflow_task_completed_event_id"),
+        _s("workflow_id_reuse_policy"),
+        _map("header"),
+        _map("memo"),
+        _map("search_attributes"),
+    ],
+    "StartChildWorkflowExecutionFailed": [
+        _s("workflow_id"),
+        _s("workflow_type"),
+        _s("cause", "WORKFLOW_ALREADY_EXISTS."),
+        _l("initiated_event_id"),
+        _l("workflow_task_completed_event_id"),
+    ],
+    "ChildWorkflowExecutionStarted": [_s("workflow_id"), _s("run_id"), _s("workflow_type"), _l("initiated_event_id")],
+    "ChildWorkflowExecutionCompleted": [_payloads("result"), *_CHILD_REF],
+    "ChildWorkflowExecutionFailed": [_f("failure", _full("Failure")), *_CHILD_REF, _s("retry_state")],
+    "ChildWorkflowExecutionCanceled": [_payloads("details"), *_CHILD_REF],
+    "ChildWorkflowExecutionTimedOut": [*_CHILD_REF, _s("retry_state")],
+    "ChildWorkflowExecutionTerminated": [*_CHILD_REF],
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(_ATTRS)
@@ -306,6 +339,20 @@ _WORKER_COMMANDS: dict[str, list[dict[str, Any]]] = {
         _opt("failure", _full("Failure")),
     ],
     "UpsertWorkflowSearchAttributes": [_map("search_attributes")],
+    "StartChildWorkflowExecution": [
+        _s("workflow_id"),
+        _s("workflow_type"),
+        _s("task_queue", "Empty: the parent's task queue."),
+        _payloads("input"),
+        _l("workflow_execution_timeout_ms"),
+        _l("workflow_run_timeout_ms"),
+        _l("workflow_task_timeout_ms"),
+        _s("parent_close_policy", "TERMINATE (default), ABANDON or REQUEST_CANCEL."),
+        _s("workflow_id_reuse_policy", "Empty: ALLOW_DUPLICATE."),
+        _map("header"),
+        _map("memo"),
+        _map("search_attributes"),
+    ],
 }
 
 WORKER_COMMAND_TYPES: tuple[str, ...] = tuple(_WORKER_COMMANDS)
@@ -381,6 +428,18 @@ _START_FIELDS: list[dict[str, Any]] = [
     _map("memo"),
     _map("search_attributes"),
     _map("header"),
+    _f(
+        "parent",
+        [
+            "null",
+            _record(
+                "ParentExecution",
+                "Set when a workflow starts this one as its child.",
+                [_f("workflow_id", "string"), _f("run_id", "string"), _f("initiated_event_id", "long")],
+            ),
+        ],
+        None,
+    ),
 ]
 
 # Top-level subjects (id, record). Ids are never reused.
@@ -609,6 +668,42 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
+        118,
+        _record(
+            "ChildWorkflowResult",
+            "From a child's partition to its parent's: the child started, could not start, or closed.",
+            [
+                _f("workflow_id", "string", doc="The parent's workflow id (the record key)."),
+                _f("run_id", "string", doc="The parent's run id."),
+                _f("initiated_event_id", "long"),
+                _f("child_workflow_id", "string"),
+                _s("child_run_id"),
+                _s("child_workflow_type"),
+                _f(
+                    "outcome",
+                    {
+                        "type": "enum",
+                        "name": "ChildOutcome",
+                        "symbols": [
+                            "STARTED",
+                            "START_FAILED",
+                            "COMPLETED",
+                            "FAILED",
+                            "CANCELED",
+                            "TIMED_OUT",
+                            "TERMINATED",
+                        ],
+                    },
+                ),
+                _payloads("result"),
+                _opt("failure", _full("Failure")),
+                _payloads("details"),
+                _s("retry_state"),
+                _s("cause"),
+            ],
+        ),
+    ),
+    (
         117,
         _record(
             "SignalWithStartWorkflow",
@@ -649,7 +744,7 @@ def generate() -> dict[str, str]:
     """File name -> text of every ``.avsc`` file and of ``ids.json``."""
     files: dict[str, str] = {}
     manifest: dict[str, list[dict[str, Any]]] = {}
-    for schema_id, record in _SUBJECTS:
+    for schema_id, record in sorted(_SUBJECTS, key=lambda item: item[0]):
         schema = _expand(copy.deepcopy(record), set())
         name = f"{record['name']}.v1.avsc"
         files[name] = json.dumps(schema, indent=1) + "\n"

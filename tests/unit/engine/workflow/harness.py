@@ -63,6 +63,7 @@ class Bench:
         self.ctx = MemoryContext(partition=0, now_ms=T0)
         self.offset = 0
         self._decoded: dict[int, Any] = {}
+        self._delivered: set[int] = set()
 
     @property
     def now(self) -> int:
@@ -89,6 +90,26 @@ class Bench:
             self._drop()
             raise
         self.ctx.commit()
+
+    def deliver(self) -> int:
+        """Apply the commands the handler sent to the commands topic (to other workflows), until none are left."""
+        topic = self.topics.commands
+        n = 0
+        while True:
+            pending = [
+                (i, rec)
+                for i, rec in enumerate(self.ctx.effects.outputs)
+                if rec.topic == topic and i not in self._delivered and rec.value is not None
+            ]
+            if not pending:
+                return n
+            for i, rec in pending:
+                self._delivered.add(i)
+                assert rec.value is not None
+                name, value = CODEC.decode(rec.value)
+                assert rec.key == value["workflow_id"].encode()
+                self.send(name.removeprefix(NS), value)
+                n += 1
 
     def _drop(self) -> None:
         self.ctx.writes = {}

@@ -12,7 +12,7 @@ from kronicle.engine.handler import InvalidCommand
 from kronicle.engine.workflow import WorkflowTopics, describe
 from tests.unit.engine.workflow.harness import CODEC, Bench, attrs, command, failure, schedule_activity
 
-WIDS = ("w1", "w2")
+WIDS = ("w1", "w2", "c0", "c1")
 CLOSE_EVENTS = {
     "WorkflowExecutionCompleted",
     "WorkflowExecutionFailed",
@@ -23,6 +23,14 @@ CLOSE_EVENTS = {
 }
 ACTIVITY_CLOSE = {"ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled"}
 TIMER_CLOSE = {"TimerFired", "TimerCanceled"}
+CHILD_CLOSE = {
+    "StartChildWorkflowExecutionFailed",
+    "ChildWorkflowExecutionCompleted",
+    "ChildWorkflowExecutionFailed",
+    "ChildWorkflowExecutionCanceled",
+    "ChildWorkflowExecutionTimedOut",
+    "ChildWorkflowExecutionTerminated",
+}
 KINDS = (
     "start",
     "complete",
@@ -40,6 +48,9 @@ KINDS = (
     "terminate",
     "advance",
     "advance",
+    "deliver",
+    "deliver",
+    "deliver",
 )
 
 _op = st.tuples(st.sampled_from(KINDS), st.integers(0, 1_000_000), st.integers(0, 1_000_000))
@@ -52,10 +63,21 @@ def _commands(b: Bench, wid: str, seed: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     state = describe(b.get, wid)
     pending = [int(s) for s in state["activities"]] if state else []
+    if wid.startswith("c") and rnd.random() < 0.5:
+        # Children mostly finish quickly, so their parents see results.
+        return [
+            rnd.choice(
+                [
+                    command("CompleteWorkflowExecution", result=[b"c"]),
+                    command("FailWorkflowExecution", failure=failure()),
+                    command("CancelWorkflowExecution"),
+                ]
+            )
+        ]
     for _ in range(rnd.randint(0, 3)):
-        choice = rnd.randrange(12)
+        choice = rnd.randrange(22)
         n = rnd.randrange(3)
-        if choice <= 3:
+        if choice <= 3 or choice >= 18:
             out.append(
                 schedule_activity(
                     f"a{n}",
@@ -72,7 +94,14 @@ def _commands(b: Bench, wid: str, seed: int) -> list[dict[str, Any]]:
         elif choice == 6:
             sid = rnd.choice(pending) if pending and rnd.random() < 0.8 else rnd.randrange(1, 30)
             out.append(command("RequestCancelActivityTask", scheduled_event_id=sid))
-        elif choice == 7:
+        elif choice in (7, 12, 14, 15, 16, 17):
+            policy = rnd.choice(["TERMINATE", "ABANDON", "REQUEST_CANCEL"])
+            out.append(
+                command(
+                    "StartChildWorkflowExecution", workflow_id=f"c{n}", workflow_type="C", parent_close_policy=policy
+                )
+            )
+        elif choice == 13:
             out.append(command("RecordMarker", marker_name="SideEffect", details={"d": [b"1"]}))
         elif choice == 8:
             out.append(command("CompleteWorkflowExecution", result=[b"r"]))
@@ -124,6 +153,8 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
             b.send("RequestCancelWorkflow", {"workflow_id": wid})
         elif kind == "terminate":
             b.send("TerminateWorkflow", {"workflow_id": wid, "reason": "prop"})
+        elif kind == "deliver":
+            b.deliver()
         else:
             b.advance(y % 10_000)
     except InvalidCommand:
@@ -163,6 +194,13 @@ def check_invariants(b: Bench) -> None:
         assert len(closed_acts) == len(set(closed_acts)) and set(closed_acts) <= scheduled
         assert len(started_acts) == len(set(started_acts)) and set(started_acts) <= set(closed_acts)
         assert len(closed_timers) == len(set(closed_timers)) and set(closed_timers) <= timers
+        initiated = {e["event_id"] for e in events if e["event_type"] == "StartChildWorkflowExecutionInitiated"}
+        closed_children = [attrs(e)["initiated_event_id"] for e in events if e["event_type"] in CHILD_CLOSE]
+        started_children = [
+            attrs(e)["initiated_event_id"] for e in events if e["event_type"] == "ChildWorkflowExecutionStarted"
+        ]
+        assert len(closed_children) == len(set(closed_children)) and set(closed_children) <= initiated
+        assert len(started_children) == len(set(started_children)) and set(started_children) <= initiated
         # While running, pending ones are exactly those not closed yet (closing events may wait in the buffer).
         if run["status"] == "RUNNING":
             buffered = [(t, a) for t, a, _ in run["buffer"]]
