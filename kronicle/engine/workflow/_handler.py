@@ -1,0 +1,675 @@
+"""The workflow state machine: a :class:`~kronicle.engine.handler.Handler` for workflow commands.
+
+One method per command (``_on_<command>``), one per worker command inside a
+workflow-task completion (``_cmd_<command>``) and one per timer kind
+(``_timer_<kind>``), in that order. All of them work on a :class:`Tx`, which
+is committed to the context only when the command has been applied.
+
+Stale input from workers (a completion, failure or heartbeat naming a workflow
+task or activity attempt that is no longer current, or a closed run) is
+normal under at-least-once delivery: it is ignored, changes nothing, and is
+counted in :attr:`WorkflowHandler.stats`. Client commands that cannot be
+applied (a start that conflicts, a signal to a closed workflow) are answered
+on their ``reply_to`` topic if they named one, and otherwise raise
+:class:`~kronicle.engine.handler.InvalidCommand` so the shell dead-letters them.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kronicle.engine.handler import CommandRecord, Context, InvalidCommand
+from kronicle.engine.workflow import _activities as acts
+from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._state import (
+    CF_DEDUP,
+    COLUMN_FAMILIES,
+    WorkflowTopics,
+    loads,
+    start_run_id,
+)
+from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
+from kronicle.engine.workflow._worker_commands import WorkerCommands
+from kronicle.engine.workflow.schema_gen import attributes_field
+
+__all__ = ["WorkflowHandler"]
+
+_NS = "kronicle.workflow."
+_RESULT = "kronicle.workflow.CommandResult"
+_CLOSE_COMMANDS = frozenset(
+    {
+        "CompleteWorkflowExecution",
+        "FailWorkflowExecution",
+        "CancelWorkflowExecution",
+        "ContinueAsNewWorkflowExecution",
+    }
+)
+_FAILED_STATUSES = frozenset({"FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
+
+
+class _Rejected(Exception):
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+class WorkflowHandler(WorkerCommands):
+    """Applies workflow commands to one partition's state; pure (no I/O, no clock).
+
+    Args:
+        topics: topic names of the namespace.
+        encode: ``(schema full name, datum) -> bytes`` for every record and
+            stored event (``SchemaRegistry.encode``).
+        decode: ``bytes -> (schema full name, datum)``, used to read stored
+            events back when a workflow task is built (``SchemaRegistry.decode``).
+        options: tunables.
+    """
+
+    column_families: Sequence[str] = COLUMN_FAMILIES
+
+    def __init__(
+        self,
+        *,
+        topics: WorkflowTopics,
+        encode: Encode,
+        decode: Decode,
+        options: WorkflowOptions | None = None,
+    ) -> None:
+        self.stats: collections.Counter[str] = collections.Counter()
+        """Counts of ignored input by reason (stale completions, duplicate signals...)."""
+        self._cfg = Config(topics, encode, decode, options or WorkflowOptions(), self.stats)
+        self._commands: dict[str, Callable[[Tx, CommandRecord], None]] = {
+            _NS + "StartWorkflow": self._on_start_workflow,
+            _NS + "SignalWorkflow": self._on_signal_workflow,
+            _NS + "SignalWithStartWorkflow": self._on_signal_with_start_workflow,
+            _NS + "RequestCancelWorkflow": self._on_request_cancel_workflow,
+            _NS + "TerminateWorkflow": self._on_terminate_workflow,
+            _NS + "CompleteWorkflowTask": self._on_complete_workflow_task,
+            _NS + "FailWorkflowTask": self._on_fail_workflow_task,
+            _NS + "CompleteActivityTask": self._on_complete_activity_task,
+            _NS + "FailActivityTask": self._on_fail_activity_task,
+            _NS + "HeartbeatActivityTask": self._on_heartbeat_activity_task,
+            _NS + "ReportActivityTaskCanceled": self._on_report_activity_task_canceled,
+            _NS + "ChildWorkflowResult": self._on_child_workflow_result,
+        }
+
+    # -- Handler protocol ------------------------------------------------------------
+
+    def handle(self, ctx: Context, command: CommandRecord) -> None:
+        """Apply one workflow command.
+
+        Raises:
+            InvalidCommand: the command is not a workflow command, is keyed by
+                another workflow id than it names, or is a client command that
+                cannot be applied and has no ``reply_to``.
+        """
+        method = self._commands.get(command.schema)
+        if method is None:
+            raise InvalidCommand(f"{command.schema} is not a workflow command; produce one of {sorted(self._commands)}")
+        workflow_id = command.value.get("workflow_id") or ""
+        if not workflow_id:
+            raise InvalidCommand("workflow_id is empty; every workflow command names its workflow")
+        if command.key is not None and command.key != workflow_id.encode():
+            raise InvalidCommand(
+                f"record key {command.key!r} is not the workflow id {workflow_id!r}; key commands by workflow id"
+                " so they reach the workflow's partition"
+            )
+        tx = Tx(self._cfg, ctx, workflow_id)
+        try:
+            method(tx, command)
+        except _Rejected as exc:
+            tx = Tx(self._cfg, ctx, workflow_id)
+            parent = command.value.get("parent")
+            if parent is not None:
+                # A child that cannot start: its parent records StartChildWorkflowExecutionFailed.
+                self._child_start_failed(tx, command, exc)
+            elif command.value.get("reply_to"):
+                self._reply(tx, command, ok=False, error_type=exc.error_type, message=exc.message)
+            else:
+                raise InvalidCommand(f"{exc.error_type}: {exc.message}") from exc
+        tx.commit()
+
+    def _child_start_failed(self, tx: Tx, command: CommandRecord, exc: _Rejected) -> None:
+        v = command.value
+        run: Run = {"workflow_id": v["workflow_id"], "run_id": "", "workflow_type": v["workflow_type"]}
+        run["parent"] = v["parent"]
+        cause = "WORKFLOW_ALREADY_EXISTS" if exc.error_type == "WorkflowAlreadyStarted" else exc.error_type
+        tx.notify_parent(run, "START_FAILED", cause=cause)
+
+    def on_timer(self, ctx: Context, key: bytes, timer_id: bytes, payload: bytes) -> None:
+        """Apply a fired timer of a workflow (stale ones change nothing)."""
+        fields: dict[str, Any] = loads(payload)
+        tx = Tx(self._cfg, ctx, key.decode())
+        kind = fields["kind"]
+        if kind == "dedup":
+            tx.delete(CF_DEDUP, bytes.fromhex(fields["arg"]))
+            tx.commit()
+            return
+        run = tx.load(fields["run_id"])
+        if kind == "retention" and run is not None:
+            tx.purge(run)
+            tx.commit()
+            return
+        if run is None or run["status"] != "RUNNING":
+            self.stats["stale_timer"] += 1
+            return
+        getattr(self, f"_timer_{kind}")(tx, run, fields)
+        tx.commit()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _reply(self, tx: Tx, command: CommandRecord, *, ok: bool, run_id: str = "", **fields: str) -> None:
+        reply_to = command.value.get("reply_to")
+        if reply_to:
+            value = {
+                "workflow_id": tx.workflow_id,
+                "run_id": run_id,
+                "request_id": command.value.get("request_id") or "",
+                "ok": ok,
+                **fields,
+            }
+            tx.emit(reply_to, _RESULT, value)
+
+    def _target(self, tx: Tx, value: dict[str, Any]) -> Run:
+        """The open run a client command is for."""
+        run_id = value.get("run_id") or tx.current_run_id
+        run = tx.load(run_id) if run_id else None
+        if run is None:
+            raise _Rejected("WorkflowNotFound", f"workflow {tx.workflow_id!r} run {run_id or '(current)'} not found")
+        if run["status"] != "RUNNING":
+            raise _Rejected(
+                "WorkflowClosed",
+                f"workflow {tx.workflow_id!r} run {run['run_id']} is already closed ({run['status']}); only queries"
+                " reach a closed workflow",
+            )
+        return run
+
+    def _wft_retry(self, tx: Tx, run: Run) -> None:
+        """After a failed or timed-out workflow task: flush, then retry now or after a backoff."""
+        run["wft"] = None
+        run["wft_attempt"] += 1
+        tx.flush_buffer(run)
+        opts = self._cfg.options
+        extra = run["wft_attempt"] - 1 - opts.workflow_task_immediate_retries
+        if extra <= 0:
+            tx.schedule_workflow_task(run)
+            return
+        delay = min(1000 * 2 ** min(extra - 1, 30), opts.workflow_task_max_backoff_ms)
+        run["wft_backoff"] = True
+        tx.timer(run, "wft_backoff", "", tx.now + delay)
+
+    def _terminate(self, tx: Tx, run: Run, reason: str, details: list[bytes], identity: str) -> None:
+        tx.flush_buffer(run)
+        tx.close(
+            run,
+            "TERMINATED",
+            "WorkflowExecutionTerminated",
+            {"reason": reason, "details": details, "identity": identity},
+        )
+
+    # -- client commands ---------------------------------------------------------------
+
+    def _on_start_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        run_id = self._start(tx, command, None)
+        self._reply(tx, command, ok=True, run_id=run_id)
+        if command.value.get("parent") is not None:
+            run = tx.load(run_id)
+            assert run is not None
+            tx.notify_parent(run, "STARTED")
+
+    def _start(self, tx: Tx, command: CommandRecord, signal: dict[str, Any] | None) -> str:
+        """Start a run for a StartWorkflow or SignalWithStartWorkflow; returns the run id it resolved to."""
+        v = command.value
+        request_id = v.get("request_id") or f"offset:{command.partition}:{command.offset}"
+        run_id = start_run_id(tx.workflow_id, request_id)
+        if not v.get("workflow_type") or not v.get("task_queue"):
+            raise _Rejected("InvalidArgument", "workflow_type and task_queue are required to start a workflow")
+        timeouts = ("execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "start_delay_ms")
+        if any(int(v.get(t) or 0) < 0 for t in timeouts):
+            raise _Rejected("InvalidArgument", f"{', '.join(timeouts)} must not be negative")
+        self._check_payloads(v.get("input"), "input")
+        if tx.load(run_id) is not None:
+            # A retried start: the run it started already exists.
+            self.stats["duplicate_start"] += 1
+            return run_id
+        current = tx.current_run()
+        reuse, conflict = v.get("id_reuse_policy") or "ALLOW_DUPLICATE", v.get("id_conflict_policy") or "UNSPECIFIED"
+        if current is not None and current["status"] == "RUNNING":
+            if conflict == "USE_EXISTING":
+                return str(current["run_id"])
+            if conflict == "TERMINATE_EXISTING" or (conflict == "UNSPECIFIED" and reuse == "TERMINATE_IF_RUNNING"):
+                self._terminate(tx, current, "terminated by a new start of the same workflow id", [], v["identity"])
+            else:
+                raise _Rejected(
+                    "WorkflowAlreadyStarted",
+                    f"workflow {tx.workflow_id!r} is already running (run {current['run_id']}); use another id,"
+                    " or id_conflict_policy USE_EXISTING or TERMINATE_EXISTING",
+                )
+        elif current is not None and (
+            reuse == "REJECT_DUPLICATE"
+            or (reuse == "ALLOW_DUPLICATE_FAILED_ONLY" and current["status"] not in _FAILED_STATUSES)
+        ):
+            raise _Rejected(
+                "WorkflowAlreadyStarted",
+                f"workflow id {tx.workflow_id!r} was already used (run {current['run_id']} is"
+                f" {current['status']}) and id_reuse_policy is {reuse}",
+            )
+        execution_timeout = int(v.get("execution_timeout_ms") or 0)
+        self._start_run(
+            tx,
+            run_id=run_id,
+            workflow_type=v["workflow_type"],
+            task_queue=v["task_queue"],
+            input_=v.get("input") or [],
+            run_timeout_ms=int(v.get("run_timeout_ms") or 0),
+            task_timeout_ms=int(v.get("task_timeout_ms") or 0),
+            expiration_ms=tx.now + execution_timeout if execution_timeout else 0,
+            execution_timeout_ms=execution_timeout,
+            delay_ms=int(v.get("start_delay_ms") or 0),
+            memo=v.get("memo") or {},
+            search_attributes=v.get("search_attributes") or {},
+            header=v.get("header") or {},
+            identity=v.get("identity") or "",
+            request_id=request_id,
+            signal=signal,
+            parent=v.get("parent"),
+        )
+        return run_id
+
+    def _signal_seen(self, tx: Tx, request_id: str) -> bool:
+        """Whether a signal with this request id was applied already (and is still remembered)."""
+        if request_id and tx.ctx.get(CF_DEDUP, tx.key + b"\x00" + request_id.encode()) is not None:
+            self.stats["duplicate_signal"] += 1
+            return True
+        return False
+
+    def _remember_signal(self, tx: Tx, request_id: str) -> None:
+        if not request_id:
+            return
+        dedup_key = tx.key + b"\x00" + request_id.encode()
+        expiry = tx.now + self._cfg.options.signal_dedup_retention_ms
+        tx.put(CF_DEDUP, dedup_key, str(expiry).encode())
+        timer_id = b"wf-dedup|" + dedup_key
+        payload = b'{"arg":"%s","kind":"dedup"}' % dedup_key.hex().encode()
+        tx.ops.append(lambda: tx.ctx.schedule_timer(timer_id, expiry, tx.key, payload))
+
+    def _signal(self, tx: Tx, run: Run, signal: dict[str, Any]) -> None:
+        if run["signal_count"] >= self._cfg.options.max_signals_per_execution:
+            raise _Rejected(
+                "ResourceExhausted",
+                f"workflow {tx.workflow_id!r} has received {run['signal_count']} signals, the limit per run;"
+                " continue it as new to reset the count",
+            )
+        run["signal_count"] += 1
+        tx.append(run, "WorkflowExecutionSignaled", signal)
+        tx.ensure_workflow_task(run)
+
+    def _check_payloads(self, payloads: Any, what: str) -> None:
+        size = sum(len(p) for p in payloads or [])
+        limit = self._cfg.options.max_payload_bytes
+        if size > limit:
+            raise _Rejected(
+                "InvalidArgument",
+                f"{what} is {size} bytes, over the limit of {limit}; store large data elsewhere and pass a reference",
+            )
+
+    def _on_signal_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        request_id = v.get("request_id") or ""
+        if self._signal_seen(tx, request_id):
+            self._reply(tx, command, ok=True, run_id=tx.current_run_id or "")
+            return
+        if not v.get("signal_name"):
+            raise _Rejected("InvalidArgument", "signal_name is required")
+        self._check_payloads(v.get("input"), "signal input")
+        run = self._target(tx, v)
+        self._signal(
+            tx,
+            run,
+            {
+                "signal_name": v["signal_name"],
+                "input": v.get("input") or [],
+                "identity": v.get("identity") or "",
+                "header": v.get("header") or {},
+                "request_id": request_id,
+            },
+        )
+        self._remember_signal(tx, request_id)
+        self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    def _on_signal_with_start_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        request_id = v.get("request_id") or ""
+        if self._signal_seen(tx, request_id):
+            self._reply(tx, command, ok=True, run_id=tx.current_run_id or "")
+            return
+        if not v.get("signal_name"):
+            raise _Rejected("InvalidArgument", "signal_name is required")
+        self._check_payloads(v.get("signal_input"), "signal input")
+        signal = {
+            "signal_name": v["signal_name"],
+            "input": v.get("signal_input") or [],
+            "identity": v.get("identity") or "",
+            "header": v.get("signal_header") or {},
+            "request_id": request_id,
+        }
+        current = tx.current_run()
+        if current is not None and current["status"] == "RUNNING":
+            self._signal(tx, current, signal)
+            run_id = str(current["run_id"])
+        else:
+            run_id = self._start(tx, command, signal)
+        self._remember_signal(tx, request_id)
+        self._reply(tx, command, ok=True, run_id=run_id)
+
+    def _on_request_cancel_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._target(tx, v)
+        if run["cancel_requested"]:
+            self.stats["duplicate_cancel_request"] += 1
+        else:
+            run["cancel_requested"] = True
+            tx.append(
+                run,
+                "WorkflowExecutionCancelRequested",
+                {
+                    "cause": v.get("reason") or "",
+                    "identity": v.get("identity") or "",
+                    "request_id": v.get("request_id") or "",
+                },
+            )
+            tx.ensure_workflow_task(run)
+        self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    def _on_terminate_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._target(tx, v)
+        self._terminate(tx, run, v.get("reason") or "", v.get("details") or [], v.get("identity") or "")
+        self._reply(tx, command, ok=True, run_id=run["run_id"])
+
+    # -- workflow tasks -------------------------------------------------------------------
+
+    def _current_task_run(self, tx: Tx, v: dict[str, Any]) -> Run | None:
+        """The run whose outstanding workflow task ``v`` names, or None if ``v`` is stale."""
+        run = tx.load(v.get("run_id") or "")
+        if run is None or run["status"] != "RUNNING" or run["wft"] is None:
+            return None
+        wft = run["wft"]
+        if wft["scheduled_event_id"] != v["scheduled_event_id"] or wft["attempt"] != v["attempt"]:
+            return None
+        return run
+
+    def _write_wft_started(self, tx: Tx, run: Run, v: dict[str, Any]) -> int:
+        wft = run["wft"]
+        tx.cancel_timer(run, "wft")
+        started_time = min(max(int(v.get("started_time_ms") or 0), wft["scheduled_time"]), tx.now)
+        return tx.add_event(
+            run,
+            "WorkflowTaskStarted",
+            {"scheduled_event_id": wft["scheduled_event_id"], "identity": v.get("identity") or "", "request_id": ""},
+            started_time,
+        )
+
+    def _fail_wft(self, tx: Tx, run: Run, v: dict[str, Any], cause: str, failure: dict[str, Any] | None) -> None:
+        started = self._write_wft_started(tx, run, v)
+        tx.add_event(
+            run,
+            "WorkflowTaskFailed",
+            {
+                "scheduled_event_id": run["wft"]["scheduled_event_id"],
+                "started_event_id": started,
+                "cause": cause,
+                "failure": failure,
+                "identity": v.get("identity") or "",
+            },
+        )
+        self._wft_retry(tx, run)
+
+    def _on_complete_workflow_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._current_task_run(tx, v)
+        if run is None:
+            self.stats["stale_workflow_task_completion"] += 1
+            return
+        point = tx.savepoint()
+        try:
+            self._apply_completion(tx, run, v)
+        except BadCommand as exc:
+            tx.rollback(point)
+            run = tx.load(run["run_id"])
+            assert run is not None
+            self.stats["bad_workflow_task_completion"] += 1
+            failure = {"message": exc.message, "source": "Kronicle", "failure_type": "server"}
+            self._fail_wft(tx, run, v, exc.cause, failure)
+
+    def _apply_completion(self, tx: Tx, run: Run, v: dict[str, Any]) -> None:
+        scheduled = run["wft"]["scheduled_event_id"]
+        started = self._write_wft_started(tx, run, v)
+        completed = tx.add_event(
+            run,
+            "WorkflowTaskCompleted",
+            {"scheduled_event_id": scheduled, "started_event_id": started, "identity": v.get("identity") or ""},
+        )
+        # The task stays outstanding while its commands apply, so events they cause
+        # (an activity cancelled before it ran) are buffered behind them.
+        unseen = len(run["buffer"])
+        for command in v.get("commands") or []:
+            if run["status"] != "RUNNING":
+                raise BadCommand(
+                    "BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES",
+                    "a command follows the command that closed the workflow; the closing command must be last",
+                )
+            command_type = command.get("command_type") or ""
+            attrs = command.get(attributes_field(command_type, "command")) if command_type else None
+            method = getattr(self, f"_cmd_{command_type}", None)
+            if attrs is None or method is None:
+                raise BadCommand("BAD_COMMAND", f"command {command_type!r} has no attributes or is unknown")
+            if command_type in _CLOSE_COMMANDS and unseen:
+                raise BadCommand(
+                    "UNHANDLED_COMMAND",
+                    f"{unseen} new events arrived while the task ran; the workflow must see them first",
+                )
+            method(tx, run, attrs, completed, v.get("identity") or "")
+        if run["status"] == "RUNNING":
+            run["wft"] = None
+            run["wft_attempt"] = 1
+            run["wft_first_event_id"] = started
+            if tx.flush_buffer(run):
+                tx.ensure_workflow_task(run)
+
+    def _on_fail_workflow_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = self._current_task_run(tx, v)
+        if run is None:
+            self.stats["stale_workflow_task_failure"] += 1
+            return
+        self._fail_wft(tx, run, v, v.get("cause") or "WORKFLOW_WORKER_UNHANDLED_FAILURE", v.get("failure"))
+
+    # -- activity results from workers ---------------------------------------------------
+
+    def _current_attempt(self, tx: Tx, v: dict[str, Any]) -> tuple[Run, dict[str, Any]] | None:
+        """The run and activity whose current, dispatched attempt ``v`` names; None if stale."""
+        run = tx.load(v.get("run_id") or "")
+        if run is None or run["status"] != "RUNNING":
+            return None
+        act = run["activities"].get(str(v["scheduled_event_id"]))
+        if act is None or act["attempt"] != v["attempt"] or act["state"] != "DISPATCHED":
+            return None
+        return run, act
+
+    @staticmethod
+    def _note_start(act: dict[str, Any], v: dict[str, Any]) -> None:
+        if v.get("started_time_ms"):
+            act["worker_started_time"] = int(v["started_time_ms"])
+
+    def _on_complete_activity_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        found = self._current_attempt(tx, v)
+        if found is None:
+            self.stats["stale_activity_completion"] += 1
+            return
+        run, act = found
+        self._note_start(act, v)
+        identity = v.get("identity") or ""
+        attrs = {"result": v.get("result") or [], "identity": identity}
+        acts.close_activity(tx, run, act, "ActivityTaskCompleted", attrs, identity=identity)
+
+    def _on_fail_activity_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        found = self._current_attempt(tx, v)
+        if found is None:
+            self.stats["stale_activity_failure"] += 1
+            return
+        run, act = found
+        self._note_start(act, v)
+        if v.get("last_heartbeat_details"):
+            act["heartbeat_details"] = v["last_heartbeat_details"]
+        failure = dict(v["failure"])
+        identity = v.get("identity") or ""
+        acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", identity=identity)
+
+    def _on_heartbeat_activity_task(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        reply_to = v.get("reply_to")
+        found = self._current_attempt(tx, v)
+        if found is None:
+            self.stats["stale_activity_heartbeat"] += 1
+            if reply_to:
+                acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
+            return
+        run, act = found
+        self._note_start(act, v)
+        sid = str(act["scheduled_event_id"])
+        act["heartbeat_details"] = v.get("details") or []
+        act["last_heartbeat_time"] = tx.now
+        if reply_to:
+            act["reply_to"] = reply_to
+        tx.cancel_timer(run, "act_s2s", sid)
+        if act["hb"]:
+            tx.timer(run, "act_hb", sid, tx.now + act["hb"], attempt=act["attempt"])
+        if act["cancel_requested_event_id"] and reply_to:
+            acts.reply_control(tx, reply_to, v, cancel_requested=True, not_found=False)
+
+    def _on_report_activity_task_canceled(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        found = self._current_attempt(tx, v)
+        if found is None or not found[1]["cancel_requested_event_id"]:
+            self.stats["stale_activity_cancellation"] += 1
+            return
+        run, act = found
+        self._note_start(act, v)
+        identity = v.get("identity") or ""
+        attrs = {
+            "details": v.get("details") or [],
+            "latest_cancel_requested_event_id": act["cancel_requested_event_id"],
+            "identity": identity,
+        }
+        acts.close_activity(tx, run, act, "ActivityTaskCanceled", attrs, identity=identity)
+
+    # -- child workflows -------------------------------------------------------------------
+
+    def _on_child_workflow_result(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = tx.load(v["run_id"])
+        child = run["children"].get(str(v["initiated_event_id"])) if run and run["status"] == "RUNNING" else None
+        if run is None or child is None or child["workflow_id"] != v["child_workflow_id"]:
+            self.stats["stale_child_result"] += 1
+            return
+        outcome = v["outcome"]
+        ref = {
+            "workflow_id": child["workflow_id"],
+            "run_id": v["child_run_id"],
+            "workflow_type": child["workflow_type"],
+            "initiated_event_id": v["initiated_event_id"],
+        }
+        if outcome == "STARTED":
+            if child["started"] or child["closing"]:
+                self.stats["stale_child_result"] += 1
+                return
+            child["started"] = True
+            child["run_id"] = v["child_run_id"]
+            tx.append(run, "ChildWorkflowExecutionStarted", ref)
+        elif child["closing"] or (outcome == "START_FAILED" and child["started"]):
+            self.stats["stale_child_result"] += 1
+            return
+        elif outcome == "START_FAILED":
+            child["closing"] = True
+            del ref["run_id"]
+            tx.append(run, "StartChildWorkflowExecutionFailed", {**ref, "cause": v.get("cause") or ""})
+        else:
+            child["closing"] = True
+            event_type, extra = {
+                "COMPLETED": ("ChildWorkflowExecutionCompleted", {"result": v.get("result") or []}),
+                "FAILED": (
+                    "ChildWorkflowExecutionFailed",
+                    {"failure": v.get("failure") or {}, "retry_state": v.get("retry_state") or ""},
+                ),
+                "CANCELED": ("ChildWorkflowExecutionCanceled", {"details": v.get("details") or []}),
+                "TIMED_OUT": ("ChildWorkflowExecutionTimedOut", {"retry_state": v.get("retry_state") or ""}),
+                "TERMINATED": ("ChildWorkflowExecutionTerminated", {}),
+            }[outcome]
+            tx.append(run, event_type, {**ref, **extra, "started_event_id": -1})
+        tx.ensure_workflow_task(run)
+
+    # -- timers ---------------------------------------------------------------------------
+
+    def _timer_wft(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        wft = run["wft"]
+        if wft is None or (wft["scheduled_event_id"], wft["attempt"]) != (f["scheduled_event_id"], f["attempt"]):
+            self.stats["stale_timer"] += 1
+            return
+        tx.add_event(
+            run,
+            "WorkflowTaskTimedOut",
+            {"scheduled_event_id": wft["scheduled_event_id"], "started_event_id": 0, "timeout_type": "START_TO_CLOSE"},
+        )
+        self._wft_retry(tx, run)
+
+    def _timer_wft_backoff(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        run["wft_backoff"] = False
+        tx.ensure_workflow_task(run)
+
+    def _timer_run_timeout(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        tx.flush_buffer(run)
+        tx.close(run, "TIMED_OUT", "WorkflowExecutionTimedOut", {"retry_state": "TIMEOUT"})
+
+    _timer_exec_timeout = _timer_run_timeout
+
+    def _timer_timer(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        timer_id = f["arg"]
+        if run["timers"].get(timer_id) != f["started_event_id"]:
+            self.stats["stale_timer"] += 1
+            return
+        del run["timers"][timer_id]
+        tx.append(run, "TimerFired", {"timer_id": timer_id, "started_event_id": f["started_event_id"]})
+        tx.ensure_workflow_task(run)
+
+    def _activity_for_timer(self, run: Run, f: dict[str, Any], state: str | None) -> dict[str, Any] | None:
+        act: dict[str, Any] | None = run["activities"].get(f["arg"])
+        if act is None or (state is not None and (act["attempt"] != f["attempt"] or act["state"] != state)):
+            self.stats["stale_timer"] += 1
+            return None
+        return act
+
+    def _timer_act_retry(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "BACKOFF")) is not None:
+            acts.dispatch_attempt(tx, run, act)
+
+    def _timer_act_stc(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
+            acts.timeout_attempt(tx, run, act, "START_TO_CLOSE")
+
+    def _timer_act_hb(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
+            acts.timeout_attempt(tx, run, act, "HEARTBEAT")
+
+    def _timer_act_s2s(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
+            acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_START")
+
+    def _timer_act_s2c(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        if (act := self._activity_for_timer(run, f, None)) is not None:
+            acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_CLOSE")

@@ -1,0 +1,58 @@
+"""Read side of the workflow state: describe a run, page through its history.
+
+These read the handler's column families through a plain ``get`` function (a
+RocksDB store, or a test's dict), for the frontend's describe and history APIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kronicle.engine.workflow._state import CF_CURRENT, CF_EVENTS, CF_RUNS, event_key, loads
+
+__all__ = ["describe", "read_history"]
+
+Getter = Callable[[str, bytes], bytes | None]
+
+
+def describe(get: Getter, workflow_id: str, run_id: str = "") -> dict[str, Any] | None:
+    """The state of a run (the current one if ``run_id`` is empty), or None if there is none.
+
+    The result holds the status, times, the next event id, the pending
+    activities (with attempt and last failure), pending timers and whether a
+    workflow task is outstanding, as stored by the handler.
+    """
+    if not run_id:
+        current = get(CF_CURRENT, workflow_id.encode())
+        if current is None:
+            return None
+        run_id = current.decode()
+    raw = get(CF_RUNS, run_id.encode())
+    if raw is None:
+        return None
+    run: dict[str, Any] = loads(raw)
+    return run if run["workflow_id"] == workflow_id else None
+
+
+def read_history(
+    get: Getter,
+    decode: Callable[[bytes], tuple[str, Any]],
+    run_id: str,
+    first_event_id: int = 1,
+    max_events: int = 1000,
+) -> list[dict[str, Any]]:
+    """Up to ``max_events`` events of a run from ``first_event_id`` on (one page).
+
+    The next page starts at the last returned event id + 1; an empty page means
+    there are no newer events yet.
+    """
+    events: list[dict[str, Any]] = []
+    event_id = max(first_event_id, 1)
+    while len(events) < max_events:
+        raw = get(CF_EVENTS, event_key(run_id, event_id))
+        if raw is None:
+            break
+        events.append(decode(raw)[1])
+        event_id += 1
+    return events

@@ -1,0 +1,121 @@
+"""State layout of the workflow handler: column families, keys, the state codec, topic names.
+
+Mutable state is a plain JSON-able dict per run, encoded as canonical JSON
+(sorted keys, no whitespace) with ``bytes`` as ``{"$b": base64}``. It is
+deterministic (the same state always encodes to the same bytes, so the
+changelog is reproducible) and self-describing, which keeps the state easy to
+evolve while the shape still changes every week. It is larger than Avro would be;
+once the shape settles, an Avro ``RunState`` schema is the planned replacement.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import struct
+import uuid
+from typing import Any
+
+__all__ = [
+    "CF_CURRENT",
+    "CF_DEDUP",
+    "CF_EVENTS",
+    "CF_RUNS",
+    "COLUMN_FAMILIES",
+    "WorkflowTopics",
+    "continued_run_id",
+    "dumps",
+    "event_key",
+    "loads",
+    "start_run_id",
+]
+
+CF_RUNS = "wf_runs"
+"""run id -> mutable state of the run (JSON, see module docstring)."""
+CF_CURRENT = "wf_current"
+"""workflow id -> run id of its current (latest) run."""
+CF_EVENTS = "wf_events"
+"""run id + event id (8 bytes big-endian) -> one HistoryEvent (Confluent-framed Avro)."""
+CF_DEDUP = "wf_dedup"
+"""workflow id + NUL + request id -> expiry (ms) of a signal's dedup entry."""
+COLUMN_FAMILIES = (CF_RUNS, CF_CURRENT, CF_EVENTS, CF_DEDUP)
+
+_RUN_NS = uuid.UUID("6b726f6e-6963-6c65-2d77-6f726b666c6f")
+_EVENT_ID = struct.Struct(">Q")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkflowTopics:
+    """Topic names of one namespace (until ``kronicle.topics`` provides them)."""
+
+    namespace: str
+    """The namespace, e.g. ``default``."""
+
+    @property
+    def commands(self) -> str:
+        """``kronicle.<ns>.commands``."""
+        return f"kronicle.{self.namespace}.commands"
+
+    @property
+    def history(self) -> str:
+        """``kronicle.<ns>.history``."""
+        return f"kronicle.{self.namespace}.history"
+
+    @property
+    def visibility(self) -> str:
+        """``kronicle.<ns>.visibility``."""
+        return f"kronicle.{self.namespace}.visibility"
+
+    def workflow_tasks(self, task_queue: str) -> str:
+        """``kronicle.<ns>.tq.<queue>.workflow``."""
+        return f"kronicle.{self.namespace}.tq.{task_queue}.workflow"
+
+    def activity_tasks(self, task_queue: str) -> str:
+        """``kronicle.<ns>.tq.<queue>.activity``."""
+        return f"kronicle.{self.namespace}.tq.{task_queue}.activity"
+
+
+def start_run_id(workflow_id: str, request_id: str) -> str:
+    """The run id a start with ``request_id`` gets: a retried start finds its run instead of starting another."""
+    return str(uuid.uuid5(_RUN_NS, f"start\x00{workflow_id}\x00{request_id}"))
+
+
+def continued_run_id(run_id: str) -> str:
+    """The run id of the run that continues ``run_id`` as new."""
+    return str(uuid.uuid5(_RUN_NS, f"continue\x00{run_id}"))
+
+
+def event_key(run_id: str, event_id: int) -> bytes:
+    """Key of one event in :data:`CF_EVENTS` (in event order within a run)."""
+    return run_id.encode() + _EVENT_ID.pack(event_id)
+
+
+def _to_json(obj: Any) -> Any:
+    if isinstance(obj, bytes):
+        return {"$b": base64.b64encode(obj).decode("ascii")}
+    if isinstance(obj, dict):
+        return {k: _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_json(v) for v in obj]
+    return obj
+
+
+def _from_json(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if len(obj) == 1 and "$b" in obj:
+            return base64.b64decode(obj["$b"])
+        return {k: _from_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_json(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> bytes:
+    """Canonical JSON of ``obj`` (dicts with str keys, lists, scalars, bytes)."""
+    return json.dumps(_to_json(obj), sort_keys=True, separators=(",", ":")).encode()
+
+
+def loads(data: bytes) -> Any:
+    """The inverse of :func:`dumps`."""
+    return _from_json(json.loads(data))

@@ -1,0 +1,369 @@
+"""Worker commands inside a workflow-task completion, and starting a run (which continue-as-new also does).
+
+A mixin of :class:`~kronicle.engine.workflow.WorkflowHandler`: one ``_cmd_<CommandType>``
+method per command, in Temporal's names. Each writes its events at once (the
+workflow code produced them, so the worker has seen them) and raises
+:class:`BadCommand` for a command that cannot be applied; the handler then rolls
+the whole completion back and fails the workflow task with the command's cause.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from kronicle.engine.workflow import _activities as acts
+from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._state import continued_run_id, start_run_id
+from kronicle.engine.workflow._tx import Config, Run, Tx
+
+__all__ = ["WorkerCommands"]
+
+
+class WorkerCommands:
+    """The run-starting and worker-command half of the workflow handler."""
+
+    _cfg: Config
+    stats: collections.Counter[str]
+
+    def _start_run(
+        self,
+        tx: Tx,
+        *,
+        run_id: str,
+        workflow_type: str,
+        task_queue: str,
+        input_: list[bytes],
+        run_timeout_ms: int,
+        task_timeout_ms: int,
+        expiration_ms: int,
+        execution_timeout_ms: int,
+        delay_ms: int,
+        memo: dict[str, bytes],
+        search_attributes: dict[str, bytes],
+        header: dict[str, bytes],
+        identity: str = "",
+        request_id: str = "",
+        first_run_id: str = "",
+        continued_from: str = "",
+        initiator: str = "",
+        signal: dict[str, Any] | None = None,
+        parent: dict[str, Any] | None = None,
+    ) -> Run:
+        opts = self._cfg.options
+        task_timeout = min(task_timeout_ms or opts.default_workflow_task_timeout_ms, opts.max_workflow_task_timeout_ms)
+        run: Run = {
+            "workflow_id": tx.workflow_id,
+            "run_id": run_id,
+            "first_run_id": first_run_id or run_id,
+            "workflow_type": workflow_type,
+            "task_queue": task_queue,
+            "status": "RUNNING",
+            "next_event_id": 1,
+            "start_time": tx.now,
+            "execution_time": tx.now + delay_ms,
+            "close_time": None,
+            "run_timeout_ms": run_timeout_ms,
+            "task_timeout_ms": task_timeout,
+            "execution_timeout_ms": execution_timeout_ms,
+            "expiration_ms": expiration_ms,
+            "memo": memo,
+            "search_attributes": search_attributes,
+            "wft": None,
+            "wft_attempt": 1,
+            "wft_backoff": False,
+            "wft_first_event_id": 1,
+            "buffer": [],
+            "activities": {},
+            "timers": {},
+            "cancel_requested": False,
+            "signal_count": 0,
+            "parent": parent,
+            "children": {},
+        }
+        tx.add_run(run)
+        tx.add_event(
+            run,
+            "WorkflowExecutionStarted",
+            {
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": input_,
+                "workflow_execution_timeout_ms": execution_timeout_ms,
+                "workflow_run_timeout_ms": run_timeout_ms,
+                "workflow_task_timeout_ms": task_timeout,
+                "continued_execution_run_id": continued_from,
+                "initiator": initiator,
+                "original_execution_run_id": run_id,
+                "first_execution_run_id": run["first_run_id"],
+                "identity": identity,
+                "request_id": request_id,
+                "attempt": 1,
+                "workflow_execution_expiration_time_ms": expiration_ms,
+                "first_workflow_task_backoff_ms": delay_ms,
+                "memo": memo,
+                "search_attributes": search_attributes,
+                "header": header,
+                "parent_workflow_id": parent["workflow_id"] if parent else "",
+                "parent_run_id": parent["run_id"] if parent else "",
+                "parent_initiated_event_id": parent["initiated_event_id"] if parent else 0,
+            },
+        )
+        if signal is not None:
+            run["signal_count"] += 1
+            tx.add_event(run, "WorkflowExecutionSignaled", signal)
+        if run_timeout_ms:
+            tx.timer(run, "run_timeout", "", tx.now + run_timeout_ms)
+        if expiration_ms:
+            tx.timer(run, "exec_timeout", "", expiration_ms)
+        tx.visibility(run)
+        if delay_ms:
+            run["wft_backoff"] = True
+            tx.timer(run, "wft_backoff", "", tx.now + delay_ms)
+        else:
+            tx.schedule_workflow_task(run)
+        return run
+
+    # -- worker commands inside a completion ---------------------------------------------
+
+    def _cmd_ScheduleActivityTask(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        limit = self._cfg.options.max_pending_activities
+        if len(run["activities"]) >= limit:
+            raise BadCommand(
+                "PENDING_ACTIVITIES_LIMIT_EXCEEDED", f"{limit} activities are pending; wait for some to finish"
+            )
+        acts.schedule_activity(tx, run, a, completed)
+
+    def _cmd_RequestCancelActivityTask(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        act = run["activities"].get(str(a["scheduled_event_id"]))
+        if act is None:
+            # Already closed; its closing event may be buffered behind this task. Nothing to cancel.
+            self.stats["cancel_of_closed_activity"] += 1
+            return
+        if act["cancel_requested_event_id"]:
+            return
+        requested = tx.add_event(
+            run,
+            "ActivityTaskCancelRequested",
+            {"scheduled_event_id": act["scheduled_event_id"], "workflow_task_completed_event_id": completed},
+        )
+        act["cancel_requested_event_id"] = requested
+        if act["state"] == "BACKOFF":
+            # Between attempts nothing runs, so the cancellation completes at once.
+            acts.close_activity(
+                tx,
+                run,
+                act,
+                "ActivityTaskCanceled",
+                {"details": [], "latest_cancel_requested_event_id": requested, "identity": identity},
+                started=False,
+            )
+        elif act["reply_to"]:
+            ref = {"workflow_id": run["workflow_id"], "run_id": run["run_id"], **act}
+            acts.reply_control(tx, act["reply_to"], ref, cancel_requested=True, not_found=False)
+
+    def _cmd_StartTimer(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        timer_id, duration = a.get("timer_id") or "", int(a.get("start_to_fire_timeout_ms") or 0)
+        if not timer_id or duration <= 0:
+            raise BadCommand("BAD_START_TIMER_ATTRIBUTES", "timer_id and a positive start_to_fire_timeout are required")
+        if timer_id in run["timers"]:
+            raise BadCommand("START_TIMER_DUPLICATE_ID", f"timer {timer_id!r} is already pending")
+        started = tx.add_event(
+            run,
+            "TimerStarted",
+            {"timer_id": timer_id, "start_to_fire_timeout_ms": duration, "workflow_task_completed_event_id": completed},
+        )
+        run["timers"][timer_id] = started
+        tx.timer(run, "timer", timer_id, tx.now + duration, started_event_id=started)
+
+    def _cmd_CancelTimer(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        timer_id = a.get("timer_id") or ""
+        started = run["timers"].pop(timer_id, None)
+        if started is None:
+            # Fired already (its TimerFired may be buffered behind this task), or never started.
+            self.stats["cancel_of_unknown_timer"] += 1
+            return
+        tx.cancel_timer(run, "timer", timer_id)
+        tx.add_event(
+            run,
+            "TimerCanceled",
+            {
+                "timer_id": timer_id,
+                "started_event_id": started,
+                "workflow_task_completed_event_id": completed,
+                "identity": identity,
+            },
+        )
+
+    def _cmd_CompleteWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        attrs = {"result": a.get("result") or [], "workflow_task_completed_event_id": completed}
+        tx.close(run, "COMPLETED", "WorkflowExecutionCompleted", attrs)
+
+    def _cmd_FailWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        if a.get("failure") is None:
+            raise BadCommand("BAD_FAIL_WORKFLOW_EXECUTION_ATTRIBUTES", "failure is required")
+        attrs = {
+            "failure": a["failure"],
+            "retry_state": "RETRY_POLICY_NOT_SET",
+            "workflow_task_completed_event_id": completed,
+        }
+        tx.close(run, "FAILED", "WorkflowExecutionFailed", attrs)
+
+    def _cmd_CancelWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        attrs = {"details": a.get("details") or [], "workflow_task_completed_event_id": completed}
+        tx.close(run, "CANCELED", "WorkflowExecutionCanceled", attrs)
+
+    def _cmd_ContinueAsNewWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        new_run_id = continued_run_id(run["run_id"])
+        workflow_type = a.get("workflow_type") or run["workflow_type"]
+        task_queue = a.get("task_queue") or run["task_queue"]
+        run_timeout = int(a.get("workflow_run_timeout_ms") or run["run_timeout_ms"])
+        task_timeout = int(a.get("workflow_task_timeout_ms") or run["task_timeout_ms"])
+        backoff = int(a.get("backoff_start_interval_ms") or 0)
+        if min(run_timeout, task_timeout, backoff) < 0:
+            raise BadCommand("BAD_CONTINUE_AS_NEW_ATTRIBUTES", "timeouts and backoff must not be negative")
+        memo = a["memo"] if a.get("memo") is not None else run["memo"]
+        search = a["search_attributes"] if a.get("search_attributes") is not None else run["search_attributes"]
+        tx.close(
+            run,
+            "CONTINUED_AS_NEW",
+            "WorkflowExecutionContinuedAsNew",
+            {
+                "new_execution_run_id": new_run_id,
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": a.get("input") or [],
+                "workflow_run_timeout_ms": run_timeout,
+                "workflow_task_timeout_ms": task_timeout,
+                "workflow_task_completed_event_id": completed,
+                "backoff_start_interval_ms": backoff,
+                "initiator": "WORKFLOW",
+                "header": a.get("header") or {},
+                "memo": memo,
+                "search_attributes": search,
+            },
+        )
+        self._start_run(
+            tx,
+            run_id=new_run_id,
+            workflow_type=workflow_type,
+            task_queue=task_queue,
+            input_=a.get("input") or [],
+            run_timeout_ms=run_timeout,
+            task_timeout_ms=task_timeout,
+            expiration_ms=run["expiration_ms"],
+            execution_timeout_ms=run["execution_timeout_ms"],
+            delay_ms=backoff,
+            memo=memo,
+            search_attributes=search,
+            header=a.get("header") or {},
+            identity=identity,
+            first_run_id=run["first_run_id"],
+            continued_from=run["run_id"],
+            initiator="WORKFLOW",
+            parent=run["parent"],
+        )
+
+    def _cmd_RecordMarker(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        if not a.get("marker_name"):
+            raise BadCommand("BAD_RECORD_MARKER_ATTRIBUTES", "marker_name is required")
+        tx.add_event(
+            run,
+            "MarkerRecorded",
+            {
+                "marker_name": a["marker_name"],
+                "details": a.get("details") or {},
+                "workflow_task_completed_event_id": completed,
+                "header": a.get("header") or {},
+                "failure": a.get("failure"),
+            },
+        )
+
+    def _cmd_UpsertWorkflowSearchAttributes(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        search = a.get("search_attributes") or {}
+        if not search:
+            raise BadCommand("BAD_SEARCH_ATTRIBUTES", "no search attributes to upsert")
+        run["search_attributes"] = {**run["search_attributes"], **search}
+        tx.add_event(
+            run,
+            "UpsertWorkflowSearchAttributes",
+            {"workflow_task_completed_event_id": completed, "search_attributes": search},
+        )
+        tx.visibility(run)
+
+    def _cmd_StartChildWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        bad = "BAD_START_CHILD_EXECUTION_ATTRIBUTES"
+        workflow_id, workflow_type = a.get("workflow_id") or "", a.get("workflow_type") or ""
+        if not workflow_id or not workflow_type:
+            raise BadCommand(bad, "workflow_id and workflow_type are required to start a child")
+        policy = a.get("parent_close_policy") or "TERMINATE"
+        if policy not in ("TERMINATE", "ABANDON", "REQUEST_CANCEL"):
+            raise BadCommand(bad, f"parent_close_policy {policy!r} is not TERMINATE, ABANDON or REQUEST_CANCEL")
+        if any(c["workflow_id"] == workflow_id for c in run["children"].values()):
+            raise BadCommand(bad, f"a child with workflow id {workflow_id!r} is already pending")
+        limit = self._cfg.options.max_pending_children
+        if len(run["children"]) >= limit:
+            raise BadCommand("PENDING_CHILD_WORKFLOWS_LIMIT_EXCEEDED", f"{limit} child workflows are pending")
+        task_queue = a.get("task_queue") or run["task_queue"]
+        reuse = a.get("workflow_id_reuse_policy") or "ALLOW_DUPLICATE"
+        timeouts = {
+            "workflow_execution_timeout_ms": int(a.get("workflow_execution_timeout_ms") or 0),
+            "workflow_run_timeout_ms": int(a.get("workflow_run_timeout_ms") or 0),
+            "workflow_task_timeout_ms": int(a.get("workflow_task_timeout_ms") or 0),
+        }
+        initiated = tx.add_event(
+            run,
+            "StartChildWorkflowExecutionInitiated",
+            {
+                "workflow_id": workflow_id,
+                "workflow_type": workflow_type,
+                "task_queue": task_queue,
+                "input": a.get("input") or [],
+                **timeouts,
+                "parent_close_policy": policy,
+                "workflow_task_completed_event_id": completed,
+                "workflow_id_reuse_policy": reuse,
+                "header": a.get("header") or {},
+                "memo": a.get("memo") or {},
+                "search_attributes": a.get("search_attributes") or {},
+            },
+        )
+        # The child's run id follows from this request id, so the parent can address
+        # the child (close policy) before the child's partition has answered.
+        request_id = f"child\x00{run['run_id']}\x00{initiated}"
+        run["children"][str(initiated)] = {
+            "workflow_id": workflow_id,
+            "workflow_type": workflow_type,
+            "run_id": start_run_id(workflow_id, request_id),
+            "parent_close_policy": policy,
+            "started": False,
+            "closing": False,
+            "started_event_id": 0,
+        }
+        start = {
+            "workflow_id": workflow_id,
+            "workflow_type": workflow_type,
+            "task_queue": task_queue,
+            "input": a.get("input") or [],
+            "request_id": request_id,
+            "identity": f"parent {run['workflow_id']}",
+            "id_reuse_policy": reuse,
+            "execution_timeout_ms": timeouts["workflow_execution_timeout_ms"],
+            "run_timeout_ms": timeouts["workflow_run_timeout_ms"],
+            "task_timeout_ms": timeouts["workflow_task_timeout_ms"],
+            "memo": a.get("memo") or {},
+            "search_attributes": a.get("search_attributes") or {},
+            "header": a.get("header") or {},
+            "parent": {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated},
+        }
+        tx.emit(tx.cfg.topics.commands, "kronicle.workflow.StartWorkflow", start, key=workflow_id.encode())

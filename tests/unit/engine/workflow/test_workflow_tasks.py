@@ -1,0 +1,251 @@
+"""The workflow-task cycle: completion, stale and duplicate results, failure, timeout, buffering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.unit.engine.workflow.harness import T0, Bench, attrs, command, schedule_activity
+
+
+def _signal(b: Bench, name: str = "approve", request_id: str = "") -> None:
+    b.send("SignalWorkflow", {"workflow_id": "wf", "signal_name": name, "input": [b"1"], "request_id": request_id})
+
+
+def test_completion_writes_started_with_the_worker_time_then_completed() -> None:
+    b = Bench()
+    b.start("wf")
+    b.advance(300)
+    b.complete_task("wf", [], started_time_ms=T0 + 100)
+    events = b.history("wf")
+    assert [e["event_type"] for e in events] == [
+        "WorkflowExecutionStarted",
+        "WorkflowTaskScheduled",
+        "WorkflowTaskStarted",
+        "WorkflowTaskCompleted",
+    ]
+    assert events[2]["event_time"] == T0 + 100
+    assert events[3]["event_time"] == T0 + 300
+    assert attrs(events[2])["identity"] == "worker-1"
+    assert attrs(events[3])["scheduled_event_id"] == 2
+    assert attrs(events[3])["started_event_id"] == 3
+    assert b.run("wf")["wft"] is None
+    # No commands and nothing new: no next task, and the task timeout is disarmed.
+    assert len(b.workflow_tasks()) == 1
+    assert b.timer_ids() <= b.retention_timers()
+
+
+def test_worker_start_time_is_clamped_between_scheduling_and_now() -> None:
+    b = Bench()
+    b.start("wf")
+    b.advance(50)
+    b.complete_task("wf", [], started_time_ms=T0 + 10_000_000)
+    assert b.history("wf")[2]["event_time"] == T0 + 50
+
+
+def test_duplicate_completion_is_ignored_without_any_change() -> None:
+    b = Bench()
+    b.start("wf")
+    task = b.last_task("wf")
+    b.complete_task("wf", [schedule_activity()], task=task)
+    before = b.snapshot()
+    b.complete_task("wf", [schedule_activity("a2")], task=task)
+    assert b.snapshot() == before
+    assert b.handler.stats["stale_workflow_task_completion"] == 1
+
+
+def test_completion_with_wrong_attempt_or_event_id_or_run_is_ignored() -> None:
+    b = Bench()
+    b.start("wf")
+    task = b.last_task("wf")
+    before = b.snapshot()
+    for wrong in ({"attempt": 2}, {"scheduled_event_id": 1}, {"run_id": "not-a-run"}):
+        b.complete_task("wf", [], task={**task, **wrong})
+        assert b.snapshot() == before
+    assert b.handler.stats["stale_workflow_task_completion"] == 3
+
+
+def test_next_task_carries_events_since_the_last_completed_task() -> None:
+    b = Bench()
+    b.start("wf")
+    b.complete_task("wf", [command("StartTimer", timer_id="t", start_to_fire_timeout_ms=1000)])
+    b.advance(1000)
+    task = b.last_task("wf")
+    assert task["first_event_id"] == 3
+    assert [e["event_type"] for e in task["history"]] == [
+        "WorkflowTaskStarted",
+        "WorkflowTaskCompleted",
+        "TimerStarted",
+        "TimerFired",
+        "WorkflowTaskScheduled",
+    ]
+    assert [e["event_id"] for e in task["history"]] == [3, 4, 5, 6, 7]
+
+
+def test_events_arriving_during_a_task_are_buffered_until_it_completes() -> None:
+    b = Bench()
+    b.start("wf")
+    _signal(b)
+    assert b.types("wf") == ["WorkflowExecutionStarted", "WorkflowTaskScheduled"]
+    assert len(b.run("wf")["buffer"]) == 1
+    b.complete_task("wf", [])
+    assert b.types("wf")[2:] == [
+        "WorkflowTaskStarted",
+        "WorkflowTaskCompleted",
+        "WorkflowExecutionSignaled",
+        "WorkflowTaskScheduled",
+    ]
+    assert len(b.workflow_tasks()) == 2
+
+
+def test_closing_while_events_are_buffered_fails_the_task_with_unhandled_command() -> None:
+    b = Bench()
+    b.start("wf")
+    _signal(b)
+    b.complete_task("wf", [command("CompleteWorkflowExecution", result=[b"r"])])
+    events = b.history("wf")
+    assert [e["event_type"] for e in events][2:] == [
+        "WorkflowTaskStarted",
+        "WorkflowTaskFailed",
+        "WorkflowExecutionSignaled",
+        "WorkflowTaskScheduled",
+    ]
+    assert attrs(events[3])["cause"] == "UNHANDLED_COMMAND"
+    assert b.run("wf")["status"] == "RUNNING"
+    assert attrs(events[-1])["attempt"] == 2
+
+
+def test_bad_command_rolls_back_the_whole_completion_and_fails_the_task() -> None:
+    b = Bench()
+    b.start("wf")
+    b.complete_task(
+        "wf",
+        [
+            schedule_activity("a1"),
+            command("StartTimer", timer_id="t", start_to_fire_timeout_ms=1000),
+            schedule_activity("a1"),
+        ],
+    )
+    events = b.history("wf")
+    assert [e["event_type"] for e in events][2:] == [
+        "WorkflowTaskStarted",
+        "WorkflowTaskFailed",
+        "WorkflowTaskScheduled",
+    ]
+    assert attrs(events[3])["cause"] == "SCHEDULE_ACTIVITY_DUPLICATE_ID"
+    run = b.run("wf")
+    assert run["activities"] == {}
+    assert run["timers"] == {}
+    assert b.activity_tasks() == []
+    assert {t for t in b.timer_ids() if b"|timer|" in t or b"|act_" in t} == set()
+
+
+def test_command_after_a_closing_command_is_rejected() -> None:
+    b = Bench()
+    b.start("wf")
+    b.complete_task(
+        "wf", [command("CompleteWorkflowExecution"), command("StartTimer", timer_id="t", start_to_fire_timeout_ms=5)]
+    )
+    assert b.run("wf")["status"] == "RUNNING"
+    assert attrs(b.history("wf")[3])["cause"] == "BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES"
+
+
+def test_failed_task_is_retried_with_the_next_attempt() -> None:
+    b = Bench()
+    b.start("wf")
+    b.fail_task("wf")
+    events = b.history("wf")
+    assert [e["event_type"] for e in events][2:] == [
+        "WorkflowTaskStarted",
+        "WorkflowTaskFailed",
+        "WorkflowTaskScheduled",
+    ]
+    failed = attrs(events[3])
+    assert failed["cause"] == "NON_DETERMINISTIC_ERROR"
+    assert failed["failure"]["type"] == "NondeterminismError"
+    task = b.last_task("wf")
+    assert (task["scheduled_event_id"], task["attempt"], task["first_event_id"]) == (5, 2, 1)
+
+
+def test_stale_failure_is_ignored() -> None:
+    b = Bench()
+    b.start("wf")
+    task = b.last_task("wf")
+    b.fail_task("wf", task=task)
+    before = b.snapshot()
+    b.fail_task("wf", task=task)
+    b.complete_task("wf", [], task=task)
+    assert b.snapshot() == before
+
+
+def test_task_timeout_writes_timed_out_and_retries() -> None:
+    b = Bench()
+    b.start("wf", task_timeout_ms=2_000)
+    b.advance(1_999)
+    assert len(b.workflow_tasks()) == 1
+    b.advance(1)
+    events = b.history("wf")
+    assert [e["event_type"] for e in events][2:] == ["WorkflowTaskTimedOut", "WorkflowTaskScheduled"]
+    assert attrs(events[2])["timeout_type"] == "START_TO_CLOSE"
+    assert b.last_task("wf")["attempt"] == 2
+    # The late completion of the first attempt changes nothing.
+    before = b.snapshot()
+    b.complete_task("wf", [], task=b.workflow_tasks()[0])
+    assert b.snapshot() == before
+
+
+def test_repeated_task_failures_back_off_after_the_immediate_retries() -> None:
+    b = Bench()
+    b.start("wf")
+    b.fail_task("wf")  # attempt 2 at once
+    b.fail_task("wf")  # attempt 3 at once
+    assert b.last_task("wf")["attempt"] == 3
+    b.fail_task("wf")  # attempt 4 after 1 s
+    assert b.last_task("wf")["attempt"] == 3
+    b.advance(999)
+    assert b.last_task("wf")["attempt"] == 3
+    b.advance(1)
+    assert b.last_task("wf")["attempt"] == 4
+    b.fail_task("wf")  # attempt 5 after 2 s
+    b.advance(1_999)
+    assert b.last_task("wf")["attempt"] == 4
+    b.advance(1)
+    assert b.last_task("wf")["attempt"] == 5
+
+
+def test_completion_after_failures_resets_the_attempt() -> None:
+    b = Bench()
+    b.start("wf")
+    b.fail_task("wf")
+    b.complete_task("wf", [])
+    _signal(b)
+    assert b.last_task("wf")["attempt"] == 1
+
+
+def _run_fields(b: Bench) -> dict[str, Any]:
+    return {k: v for k, v in b.run("wf").items() if k in ("wft", "wft_attempt", "next_event_id")}
+
+
+def test_worker_commands_produce_events_in_command_order() -> None:
+    b = Bench()
+    b.start("wf")
+    b.complete_task(
+        "wf",
+        [
+            command("RecordMarker", marker_name="SideEffect", details={"data": [b"42"]}),
+            schedule_activity("a1"),
+            command("StartTimer", timer_id="t1", start_to_fire_timeout_ms=100),
+            command("UpsertWorkflowSearchAttributes", search_attributes={"Step": b"2"}),
+        ],
+    )
+    events = b.history("wf")
+    assert [e["event_type"] for e in events][4:] == [
+        "MarkerRecorded",
+        "ActivityTaskScheduled",
+        "TimerStarted",
+        "UpsertWorkflowSearchAttributes",
+    ]
+    assert all(attrs(e)["workflow_task_completed_event_id"] == 4 for e in events[4:])
+    assert attrs(events[4])["details"] == {"data": [b"42"]}
+    assert b.run("wf")["search_attributes"] == {"Step": b"2"}
+    assert b.visibility()[-1][1]["search_attributes"] == {"Step": b"2"}
+    assert _run_fields(b)["wft"] is None
