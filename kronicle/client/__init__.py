@@ -1,1 +1,35 @@
-"""Public client API (``Client``, ``WorkflowHandle``). Not built yet: see the SDK issue."""
+"""Public client API: connect to a Kronicle frontend, start workflows, and work with their handles.
+
+Shaped like ``temporalio.client``::
+
+    client = await Client.connect("localhost:7333", namespace="default")
+    handle = await client.start_workflow(GreetingWorkflow.run, "World", id="greet-1", task_queue="greetings")
+    await handle.signal(GreetingWorkflow.approve)
+    print(await handle.result())
+
+Everything is implemented in private modules; ``tests/unit/client/test_exports.py``
+locks this list.
+"""
+
+from __future__ import annotations
+
+from kronicle.client._client import Client, WorkflowHandle
+from kronicle.client._http import FrontendError
+from kronicle.client._types import (
+    PendingActivityInfo,
+    WorkflowContinuedAsNewError,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHistory,
+)
+
+__all__ = [
+    "Client",
+    "FrontendError",
+    "PendingActivityInfo",
+    "WorkflowContinuedAsNewError",
+    "WorkflowExecutionDescription",
+    "WorkflowExecutionStatus",
+    "WorkflowHandle",
+    "WorkflowHistory",
+]

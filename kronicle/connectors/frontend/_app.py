@@ -1,0 +1,195 @@
+"""The aiohttp application and the :class:`Frontend` that serves it on a port."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from kronicle.connectors.frontend._commands import CommandGateway
+from kronicle.connectors.frontend._engine import EngineLike
+from kronicle.connectors.frontend._errors import error_middleware
+from kronicle.connectors.frontend._handlers import Api, FrontendConfig
+from kronicle.connectors.frontend._openapi import openapi_document
+
+__all__ = ["DEFAULT_PORT", "Frontend", "create_app"]
+
+DEFAULT_PORT = 7333
+API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
+METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _metrics_middleware(registry: CollectorRegistry) -> Middleware:
+    requests = Counter(
+        "kronicle_frontend_requests",
+        "HTTP requests answered, by route and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "kronicle_frontend_request_seconds",
+        "Time to answer an HTTP request (long polls included), by route.",
+        ["method", "route"],
+        registry=registry,
+    )
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        requests.labels(request.method, route, str(response.status)).inc()
+        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    return middleware
+
+
+def create_app(engine: EngineLike, config: FrontendConfig | None = None) -> web.Application:
+    """The frontend's aiohttp application over ``engine``.
+
+    On startup it creates its reply topic and starts the command gateway (the
+    producer of commands and the consumer of the engine's answers); on
+    cleanup it stops them and deletes the reply topic.
+
+    Args:
+        engine: The namespace's engine (``kronicle.engine.service.EngineService``).
+        config: Limits and timeouts; defaults when None.
+    """
+    config = config or FrontendConfig()
+    gateway = CommandGateway(
+        engine.bootstrap_servers,
+        engine.topics,
+        engine.registry.encode,
+        engine.registry.decode,
+        instance_id=config.instance_id,
+    )
+    api = Api(engine, gateway, config)
+    registry = CollectorRegistry()
+    # Order matters: metrics see the status the error middleware produced.
+    app = web.Application(
+        middlewares=[_metrics_middleware(registry), error_middleware], client_max_size=config.max_body_bytes
+    )
+    app[API_KEY] = api
+    app[METRICS_KEY] = registry
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, gateway.start, loop)
+
+    async def on_cleanup(app: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, gateway.stop)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+
+    async def metrics(request: web.Request) -> web.Response:
+        """GET /metrics."""
+        resp = web.Response(body=generate_latest(registry))
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+    async def openapi(request: web.Request) -> web.Response:
+        """GET /api/v1/openapi.json."""
+        return web.json_response(openapi_document())
+
+    ns = "/api/v1/namespaces/{ns}"
+    wf = ns + "/workflows/{workflow_id}"
+    r = app.router
+    r.add_get("/healthz", api.healthz)
+    r.add_get("/readyz", api.readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/api/v1/openapi.json", openapi)
+    r.add_get("/api/v1/cluster", api.cluster)
+    r.add_post(ns + "/workflows", api.start)
+    r.add_get(ns + "/workflows", api.unimplemented, name="list")
+    r.add_get(ns + "/workflow-count", api.unimplemented, name="count")
+    r.add_get(wf, api.describe)
+    r.add_get(wf + "/history", api.history)
+    r.add_get(wf + "/result", api.result)
+    r.add_post(wf + "/signal/{signal_name}", api.signal)
+    r.add_post(wf + "/signal-with-start/{signal_name}", api.signal_with_start)
+    r.add_post(wf + "/cancel", api.cancel)
+    r.add_post(wf + "/terminate", api.terminate)
+    r.add_post(wf + "/query/{query_name}", api.unimplemented, name="query")
+    r.add_post(wf + "/update/{update_name}", api.unimplemented, name="update")
+    return app
+
+
+class Frontend:
+    """Runs the frontend application on a host and port, with explicit start and stop.
+
+    ``port=0`` picks a free port; :attr:`port` and :attr:`url` tell which.
+
+    Args:
+        engine: The namespace's engine.
+        host: Interface to listen on.
+        port: TCP port (default 7333).
+        config: Limits and timeouts.
+    """
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        config: FrontendConfig | None = None,
+    ) -> None:
+        self._engine = engine
+        self._host = host
+        self._port = port
+        self._config = config
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (known after :meth:`start`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        """Connect to Kafka, create the reply topic and start listening.
+
+        Raises:
+            RuntimeError: it is already started.
+        """
+        if self._runner is not None:
+            raise RuntimeError("the frontend is already started; stop() it first")
+        runner = web.AppRunner(create_app(self._engine, self._config), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        for address in runner.addresses:
+            if isinstance(address, tuple):
+                self._port = int(address[1])
+                break
+
+    async def stop(self) -> None:
+        """Stop listening, stop the Kafka clients and delete the reply topic (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Frontend:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -1,0 +1,232 @@
+"""Producing client commands to the commands topic and waiting for the engine's answer.
+
+Kafka has no request/response, so every command names this frontend's own
+reply topic in ``reply_to``. The engine answers there with a ``CommandResult``
+after it applied the command (committed in its transaction), keyed by workflow
+id. A consumer thread reads the reply topic and resolves the asyncio future of
+the waiting request, matched by (workflow id, request id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from kronicle.topics import NamespaceTopics, TopicSpec, ensure_topics, partition_counts, partition_for
+
+__all__ = ["CommandGateway", "CommandOutcome"]
+
+_log = logging.getLogger(__name__)
+
+CommandOutcome = dict[str, Any]
+"""A decoded ``kronicle.workflow.CommandResult`` datum."""
+
+_REPLY_RETENTION_MS = 60 * 60 * 1000
+
+
+class CommandGateway:
+    """Sends commands keyed by workflow id to their partition and collects the engine's answers.
+
+    Args:
+        bootstrap_servers: Kafka bootstrap servers.
+        topics: The namespace's topic names.
+        encode: ``(schema full name, datum) -> Confluent-framed bytes``.
+        decode: ``bytes -> (schema full name, datum)``.
+        instance_id: Names this frontend's reply topic; unique per running frontend.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: NamespaceTopics,
+        encode: Callable[[str, Any], bytes],
+        decode: Callable[[bytes], tuple[str, Any]],
+        *,
+        instance_id: str | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topics = topics
+        self._encode = encode
+        self._decode = decode
+        self.reply_topic = f"{topics.prefix}.replies.{instance_id or uuid.uuid4().hex[:12]}"
+        """This frontend's reply topic (created by :meth:`start`, deleted by :meth:`stop`)."""
+        self._partitions = 0
+        self._producer: Producer | None = None
+        self._consumer: Consumer | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._waiting: dict[tuple[str, str], collections.deque[asyncio.Future[CommandOutcome]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`start` finished and :meth:`stop` has not begun."""
+        return self._producer is not None and not self._stopping.is_set()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Create the reply topic, start the reply consumer and the producer (blocking; run in an executor).
+
+        Raises:
+            TopicNotFoundError: the namespace's commands topic does not exist (start the engine first).
+            TopicAdminError: the broker could not be reached.
+        """
+        from kronicle.topics import TopicNotFoundError
+
+        self._loop = loop
+        admin = AdminClient({"bootstrap.servers": self._bootstrap})
+        counts = partition_counts(admin, [self._topics.commands])
+        if self._topics.commands not in counts:
+            raise TopicNotFoundError(
+                f"topic {self._topics.commands} does not exist; start the engine for namespace"
+                f" {self._topics.namespace!r} first (it creates the namespace's topics)",
+                [self._topics.commands],
+            )
+        self._partitions = counts[self._topics.commands]
+        ensure_topics(
+            admin,
+            [TopicSpec(self.reply_topic, 1, config={"retention.ms": str(_REPLY_RETENTION_MS)})],
+        )
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"kronicle-frontend-{self.reply_topic}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        # The topic is new and ours alone: reading it from the beginning cannot miss a reply.
+        consumer.assign([TopicPartition(self.reply_topic, 0, OFFSET_BEGINNING)])
+        self._consumer = consumer
+        self._producer = Producer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 1,
+            }
+        )
+        for target, name in ((self._consume_replies, "replies"), (self._poll_producer, "producer")):
+            thread = threading.Thread(target=target, name=f"kronicle-frontend-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the threads, flush the producer and delete the reply topic (blocking; idempotent)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._producer is not None:
+            self._producer.flush(10)
+        if self._consumer is not None:
+            self._consumer.close()
+        if self._partitions:
+            admin = AdminClient({"bootstrap.servers": self._bootstrap})
+            with contextlib.suppress(Exception):  # best effort: retention removes it anyway
+                for future in admin.delete_topics([self.reply_topic], operation_timeout=10).values():
+                    future.result(timeout=15)
+        with self._lock:
+            self._waiting.clear()
+
+    async def send(
+        self, schema: str, workflow_id: str, datum: dict[str, Any], *, request_id: str, timeout: float
+    ) -> CommandOutcome | None:
+        """Produce one command with ``reply_to`` set and wait for the engine's answer.
+
+        Returns:
+            The ``CommandResult`` datum, or None if the command is durably in the log
+            but the engine did not answer within ``timeout`` seconds.
+
+        Raises:
+            RuntimeError: the gateway is not running, or the broker refused the record.
+        """
+        producer = self._producer
+        if producer is None or self._stopping.is_set():
+            raise RuntimeError("the frontend is not connected to Kafka")
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[CommandOutcome] = loop.create_future()
+        delivered: asyncio.Future[None] = loop.create_future()
+        key = (workflow_id, request_id)
+        with self._lock:
+            self._waiting.setdefault(key, collections.deque()).append(answer)
+        value = self._encode(schema, {**datum, "reply_to": self.reply_topic})
+        kbytes = workflow_id.encode()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                loop.call_soon_threadsafe(self._fail, delivered, RuntimeError(f"Kafka refused the command: {err}"))
+            else:
+                loop.call_soon_threadsafe(self._resolve, delivered, None)
+
+        try:
+            producer.produce(
+                self._topics.commands,
+                key=kbytes,
+                value=value,
+                partition=partition_for(kbytes, self._partitions),
+                on_delivery=on_delivery,
+            )
+            await asyncio.wait_for(delivered, timeout=max(timeout, 5.0))
+            return await asyncio.wait_for(asyncio.shield(answer), timeout=timeout)
+        except TimeoutError:
+            return None
+        finally:
+            with self._lock:
+                queue = self._waiting.get(key)
+                if queue is not None and answer in queue:
+                    queue.remove(answer)
+                if queue is not None and not queue:
+                    del self._waiting[key]
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+        if not future.done():
+            future.set_result(value)
+
+    @staticmethod
+    def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+        if not future.done():
+            future.set_exception(error)
+
+    def _poll_producer(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        while not self._stopping.is_set():
+            producer.poll(0.05)
+
+    def _consume_replies(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping.is_set():
+            msg = consumer.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error():
+                _log.warning("reply topic %s: %s", self.reply_topic, msg.error())
+                continue
+            try:
+                _, result = self._decode(msg.value() or b"")
+            except Exception:  # noqa: BLE001 - a bad record on our topic must not stop the replies
+                _log.exception("undecodable record on reply topic %s", self.reply_topic)
+                continue
+            self._dispatch(result)
+
+    def _dispatch(self, result: CommandOutcome) -> None:
+        key = (str(result.get("workflow_id", "")), str(result.get("request_id", "")))
+        with self._lock:
+            queue = self._waiting.get(key)
+            future = queue.popleft() if queue else None
+        if future is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._resolve, future, result)

@@ -1,0 +1,343 @@
+"""The OpenAPI 3.0 document of the JSON API, served at ``/api/v1/openapi.json``.
+
+A test checks that its paths and methods are exactly the application's routes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": _REF + name}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ref("Error"), "error") for s in statuses}
+
+
+def _body(schema: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_NS = _path_param("ns", "Namespace.")
+_WF = _path_param("workflow_id", "Workflow id.")
+_RUN = _query("run_id", {"type": "string"}, "Run id; empty = the current run.")
+_WAIT = _query(
+    "wait",
+    {"type": "string", "pattern": "^(true|false|[0-9]+(\\.[0-9]+)?)$"},
+    "Long-poll seconds (0-60), or true (60).",
+)
+
+_OBJ_OF_PAYLOADS = {"type": "object", "additionalProperties": _ref("Payload")}
+_MS = {"type": "integer", "minimum": 0, "description": "Milliseconds; 0 = not set."}
+
+_START_PROPS: dict[str, Any] = {
+    "workflow_type": {"type": "string", "minLength": 1},
+    "task_queue": {"type": "string", "minLength": 1, "pattern": "^[a-zA-Z0-9._-]+$"},
+    "input": {"type": "array", "items": _ref("Payload")},
+    "request_id": {"type": "string", "description": "Makes a retried start idempotent (the run id derives from it)."},
+    "identity": {"type": "string"},
+    "id_reuse_policy": {
+        "type": "string",
+        "enum": ["ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING"],
+    },
+    "id_conflict_policy": {"type": "string", "enum": ["UNSPECIFIED", "FAIL", "USE_EXISTING", "TERMINATE_EXISTING"]},
+    "execution_timeout_ms": _MS,
+    "run_timeout_ms": _MS,
+    "task_timeout_ms": _MS,
+    "start_delay_ms": _MS,
+    "memo": _OBJ_OF_PAYLOADS,
+    "search_attributes": _OBJ_OF_PAYLOADS,
+    "header": _OBJ_OF_PAYLOADS,
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["code", "message", "details"],
+        "properties": {
+            "code": {
+                "type": "string",
+                "enum": [
+                    "InvalidArgument",
+                    "NamespaceNotFound",
+                    "WorkflowNotFound",
+                    "NotFound",
+                    "MethodNotAllowed",
+                    "WorkflowAlreadyStarted",
+                    "PayloadTooLarge",
+                    "UnsupportedMediaType",
+                    "ResourceExhausted",
+                    "Internal",
+                    "Unimplemented",
+                    "NotReady",
+                    "DeadlineExceeded",
+                ],
+            },
+            "message": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
+    "Payload": {
+        "type": "object",
+        "description": "One value converted by an SDK: metadata (at least 'encoding') and data, base64.",
+        "properties": {
+            "metadata": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+            "data": {"type": "string", "format": "byte"},
+        },
+        "additionalProperties": False,
+    },
+    "StartWorkflowRequest": {
+        "type": "object",
+        "required": ["workflow_id", "workflow_type", "task_queue"],
+        "properties": {"workflow_id": {"type": "string", "minLength": 1}, **_START_PROPS},
+    },
+    "SignalWithStartRequest": {
+        "type": "object",
+        "required": ["workflow_type", "task_queue"],
+        "properties": {**_START_PROPS, "signal_input": {"type": "array", "items": _ref("Payload")}},
+    },
+    "SignalRequest": {
+        "type": "object",
+        "properties": {
+            "input": {"type": "array", "items": _ref("Payload")},
+            "request_id": {"type": "string", "description": "A retry with the same id is applied once (24 h)."},
+            "run_id": {"type": "string"},
+            "identity": {"type": "string"},
+            "header": _OBJ_OF_PAYLOADS,
+        },
+    },
+    "CancelRequest": {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "reason": {"type": "string"},
+            "identity": {"type": "string"},
+        },
+    },
+    "TerminateRequest": {
+        "type": "object",
+        "properties": {
+            "run_id": {"type": "string"},
+            "reason": {"type": "string"},
+            "details": {"type": "array", "items": _ref("Payload")},
+            "identity": {"type": "string"},
+        },
+    },
+    "Execution": {
+        "type": "object",
+        "required": ["workflow_id", "run_id"],
+        "properties": {"workflow_id": {"type": "string"}, "run_id": {"type": "string"}},
+    },
+    "Description": {
+        "type": "object",
+        "properties": {
+            "workflow_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "first_run_id": {"type": "string"},
+            "workflow_type": {"type": "string"},
+            "task_queue": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["RUNNING", "COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"],
+            },
+            "start_time_ms": {"type": "integer"},
+            "execution_time_ms": {"type": "integer"},
+            "close_time_ms": {"type": "integer"},
+            "history_length": {"type": "integer"},
+            "memo": _OBJ_OF_PAYLOADS,
+            "search_attributes": _OBJ_OF_PAYLOADS,
+            "pending_activities": {"type": "array", "items": {"type": "object"}},
+            "pending_timers": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "History": {
+        "type": "object",
+        "properties": {
+            "workflow_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "events": {"type": "array", "items": {"type": "object"}},
+            "next_event_id": {"type": "integer"},
+        },
+    },
+    "Result": {
+        "type": "object",
+        "required": ["workflow_id", "run_id", "status", "closed"],
+        "properties": {
+            "workflow_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "status": {"type": "string"},
+            "closed": {"type": "boolean"},
+            "close_event_type": {"type": "string"},
+            "result": {"type": "array", "items": _ref("Payload")},
+            "failure": {"type": "object", "nullable": True},
+            "details": {"type": "array", "items": _ref("Payload")},
+            "reason": {"type": "string"},
+            "new_execution_run_id": {"type": "string"},
+        },
+    },
+    "Cluster": {
+        "type": "object",
+        "properties": {
+            "kafka_bootstrap_servers": {"type": "string"},
+            "namespace": {"type": "string"},
+            "topics": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+}
+
+_WF_PATH = "/api/v1/namespaces/{ns}/workflows/{workflow_id}"
+
+_COMMAND_ERRORS = (400, 404, 413, 503, 504)
+
+_PATHS: dict[str, Any] = {
+    "/healthz": {"get": {"operationId": "healthz", "responses": {"200": _json({"type": "object"}, "alive")}}},
+    "/readyz": {
+        "get": {"operationId": "readyz", "responses": {"200": _json({"type": "object"}, "ready"), **_errors(503)}}
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+        }
+    },
+    "/api/v1/openapi.json": {
+        "get": {"operationId": "openapi", "responses": {"200": _json({"type": "object"}, "this document")}}
+    },
+    "/api/v1/cluster": {
+        "get": {
+            "operationId": "cluster",
+            "summary": "Kafka bootstrap servers and topic names, for workers.",
+            "responses": {"200": _json(_ref("Cluster"), "cluster")},
+        }
+    },
+    "/api/v1/namespaces/{ns}/workflows": {
+        "parameters": [_NS],
+        "post": {
+            "operationId": "startWorkflow",
+            "summary": "Start a workflow; answers after the engine applied the start.",
+            "requestBody": _body("StartWorkflowRequest"),
+            "responses": {"201": _json(_ref("Execution"), "started"), **_errors(*_COMMAND_ERRORS, 409)},
+        },
+        "get": {
+            "operationId": "listWorkflows",
+            "summary": "Not supported yet (needs visibility).",
+            "responses": _errors(404, 501),
+        },
+    },
+    "/api/v1/namespaces/{ns}/workflow-count": {
+        "parameters": [_NS],
+        "get": {
+            "operationId": "countWorkflows",
+            "summary": "Not supported yet (needs visibility).",
+            "responses": _errors(404, 501),
+        },
+    },
+    _WF_PATH: {
+        "parameters": [_NS, _WF],
+        "get": {
+            "operationId": "describeWorkflow",
+            "parameters": [_RUN],
+            "responses": {"200": _json(_ref("Description"), "the run"), **_errors(400, 404)},
+        },
+    },
+    _WF_PATH + "/history": {
+        "parameters": [_NS, _WF],
+        "get": {
+            "operationId": "getHistory",
+            "summary": "One page of events; with Accept: application/vnd.kronicle.history+avro, framed Avro records.",
+            "parameters": [
+                _RUN,
+                _query("first_event_id", {"type": "integer", "minimum": 1}, "First event id of the page."),
+                _query("max_events", {"type": "integer", "minimum": 1, "maximum": 10000}, "Page size (1000)."),
+                _WAIT,
+            ],
+            "responses": {"200": _json(_ref("History"), "a page"), **_errors(400, 404)},
+        },
+    },
+    _WF_PATH + "/result": {
+        "parameters": [_NS, _WF],
+        "get": {
+            "operationId": "getResult",
+            "summary": "The run's outcome; long-polls up to `wait` seconds while it runs.",
+            "parameters": [_RUN, _WAIT],
+            "responses": {"200": _json(_ref("Result"), "outcome or still running"), **_errors(400, 404)},
+        },
+    },
+    _WF_PATH + "/signal/{signal_name}": {
+        "parameters": [_NS, _WF, _path_param("signal_name", "Signal name.")],
+        "post": {
+            "operationId": "signalWorkflow",
+            "requestBody": _body("SignalRequest", required=False),
+            "responses": {"200": _json(_ref("Execution"), "signaled"), **_errors(*_COMMAND_ERRORS, 429)},
+        },
+    },
+    _WF_PATH + "/signal-with-start/{signal_name}": {
+        "parameters": [_NS, _WF, _path_param("signal_name", "Signal name.")],
+        "post": {
+            "operationId": "signalWithStartWorkflow",
+            "requestBody": _body("SignalWithStartRequest"),
+            "responses": {"201": _json(_ref("Execution"), "signaled or started"), **_errors(*_COMMAND_ERRORS, 409)},
+        },
+    },
+    _WF_PATH + "/cancel": {
+        "parameters": [_NS, _WF],
+        "post": {
+            "operationId": "cancelWorkflow",
+            "requestBody": _body("CancelRequest", required=False),
+            "responses": {"200": _json(_ref("Execution"), "cancellation requested"), **_errors(*_COMMAND_ERRORS)},
+        },
+    },
+    _WF_PATH + "/terminate": {
+        "parameters": [_NS, _WF],
+        "post": {
+            "operationId": "terminateWorkflow",
+            "requestBody": _body("TerminateRequest", required=False),
+            "responses": {"200": _json(_ref("Execution"), "terminated"), **_errors(*_COMMAND_ERRORS)},
+        },
+    },
+    _WF_PATH + "/query/{query_name}": {
+        "parameters": [_NS, _WF, _path_param("query_name", "Query name.")],
+        "post": {"operationId": "queryWorkflow", "summary": "Not supported yet.", "responses": _errors(404, 501)},
+    },
+    _WF_PATH + "/update/{update_name}": {
+        "parameters": [_NS, _WF, _path_param("update_name", "Update name.")],
+        "post": {"operationId": "updateWorkflow", "summary": "Not supported yet.", "responses": _errors(404, 501)},
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.0 document (a fresh copy each call)."""
+    return copy.deepcopy(
+        {
+            "openapi": "3.0.3",
+            "info": {
+                "title": "Kronicle frontend",
+                "version": "1",
+                "description": "Start, signal, cancel, terminate, describe workflows and read their history."
+                " Errors are {code, message, details}; see docs/http-api.md.",
+            },
+            "paths": _PATHS,
+            "components": {"schemas": _SCHEMAS},
+        }
+    )
