@@ -64,11 +64,10 @@ async def test_a_started_workflow_has_history_and_a_task_on_its_queue(engine: En
 
 async def test_completing_the_workflow_task_closes_the_run_and_wakes_waiters(engine: EngineService) -> None:
     start(engine, "wf-2", "q2")
-    events = await wait_history(engine, "wf-2", "WorkflowTaskScheduled")
-    run_id = (
-        events[0]["workflow_execution_started_event_attributes"]["original_execution_run_id"]
-        or engine.describe("wf-2")["run_id"]
-    )  # type: ignore[index]
+    await wait_history(engine, "wf-2", "WorkflowTaskScheduled")
+    state = engine.describe("wf-2")
+    assert state is not None
+    run_id = state["run_id"]
     waiter = asyncio.create_task(engine.wait_for_change("wf-2", 20))
     send(
         engine,
