@@ -26,6 +26,7 @@ from kronicle.connectors.frontend._json import (
     wire_payload_list,
     wire_payload_map,
 )
+from kronicle.engine.service import NotServingError
 from kronicle.topics import InvalidNameError
 
 __all__ = ["AVRO_HISTORY_CONTENT_TYPE", "Api", "FrontendConfig"]
@@ -169,8 +170,17 @@ class Api:
         # Workers subscribe to the queue's topics; creating them up front saves a start-up race.
         await asyncio.get_running_loop().run_in_executor(None, self.engine.ensure_task_queue, queue)
 
+    def _read_history(self, workflow_id: str, run_id: str, first: int, max_events: int) -> list[dict[str, Any]]:
+        try:
+            return self.engine.read_history(workflow_id, run_id, first, max_events)
+        except NotServingError as err:
+            raise _not_serving(err) from err
+
     def _run(self, workflow_id: str, run_id: str) -> dict[str, Any]:
-        run = self.engine.describe(workflow_id, run_id)
+        try:
+            run = self.engine.describe(workflow_id, run_id)
+        except NotServingError as err:
+            raise _not_serving(err) from err
         if run is None:
             which = f"run {run_id!r} of workflow" if run_id else "workflow"
             raise ApiError(
@@ -296,10 +306,10 @@ class Api:
         wait = _query_wait(request)
         run_id = self._run(workflow_id, run_id)["run_id"]
         deadline = time.monotonic() + wait
-        events = self.engine.read_history(workflow_id, run_id, first, max_events)
+        events = self._read_history(workflow_id, run_id, first, max_events)
         while not events and time.monotonic() < deadline:
             await self.engine.wait_for_change(workflow_id, min(1.0, deadline - time.monotonic()))
-            events = self.engine.read_history(workflow_id, run_id, first, max_events)
+            events = self._read_history(workflow_id, run_id, first, max_events)
         next_id = events[-1]["event_id"] + 1 if events else first
         if _wants_avro(request):
             body = bytearray()
@@ -333,7 +343,7 @@ class Api:
             out["closed"] = False
             return web.json_response(out)
         out["closed"] = True
-        last = self.engine.read_history(workflow_id, run_id, run["next_event_id"] - 1, 1)
+        last = self._read_history(workflow_id, run_id, run["next_event_id"] - 1, 1)
         if last:
             out.update(closing_event_json(last[0]))
         return web.json_response(out)
@@ -367,6 +377,10 @@ class Api:
         """GET /readyz: connected to Kafka and able to send commands."""
         self._ready()
         return web.json_response({"status": "ready"})
+
+
+def _not_serving(err: NotServingError) -> ApiError:
+    return ApiError("NotReady", f"{err}; the engine is starting or restoring, retry in a moment")
 
 
 def _query_str(request: web.Request, name: str) -> str:
