@@ -210,9 +210,9 @@ class Api:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/signal-with-start/{signal_name}."""
         self._namespace(request)
         body = await read_body(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         fields = self._start_fields(body, workflow_id)
-        fields["signal_name"] = request.match_info["signal_name"]
+        fields["signal_name"] = _path_id(request, "signal_name")
         fields["signal_input"] = wire_payload_list(body, "signal_input")
         fields["signal_header"] = {}
         self._check_size(fields["input"], fields["signal_input"], fields["memo"], fields["search_attributes"])
@@ -227,12 +227,12 @@ class Api:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/signal/{signal_name}."""
         self._namespace(request)
         body = await read_body(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         request_id = opt_str(body, "request_id") or str(uuid.uuid4())
         fields = {
             "workflow_id": workflow_id,
             "run_id": opt_str(body, "run_id"),
-            "signal_name": request.match_info["signal_name"],
+            "signal_name": _path_id(request, "signal_name"),
             "input": wire_payload_list(body, "input"),
             "header": wire_payload_map(body, "header"),
             "request_id": request_id,
@@ -246,7 +246,7 @@ class Api:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/cancel."""
         self._namespace(request)
         body = await read_body(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         request_id = opt_str(body, "request_id") or str(uuid.uuid4())
         fields = {
             "workflow_id": workflow_id,
@@ -262,7 +262,7 @@ class Api:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/terminate."""
         self._namespace(request)
         body = await read_body(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         fields = {
             "workflow_id": workflow_id,
             "run_id": opt_str(body, "run_id"),
@@ -292,14 +292,14 @@ class Api:
     async def describe(self, request: web.Request) -> web.Response:
         """GET /api/v1/namespaces/{ns}/workflows/{workflow_id}."""
         self._namespace(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         run = self._run(workflow_id, _query_str(request, "run_id"))
         return web.json_response(describe_json(run))
 
     async def history(self, request: web.Request) -> web.StreamResponse:
         """GET /api/v1/namespaces/{ns}/workflows/{workflow_id}/history."""
         self._namespace(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         run_id = _query_str(request, "run_id")
         first = _query_int(request, "first_event_id", 1, 1, 2**62)
         max_events = _query_int(request, "max_events", 1000, 1, 10_000)
@@ -328,7 +328,7 @@ class Api:
     async def result(self, request: web.Request) -> web.Response:
         """GET /api/v1/namespaces/{ns}/workflows/{workflow_id}/result."""
         self._namespace(request)
-        workflow_id = request.match_info["workflow_id"]
+        workflow_id = _path_id(request)
         run_id = _query_str(request, "run_id")
         wait = _query_wait(request)
         deadline = time.monotonic() + wait
@@ -381,6 +381,13 @@ class Api:
 
 def _not_serving(err: NotServingError) -> ApiError:
     return ApiError("NotReady", f"{err}; the engine is starting or restoring, retry in a moment")
+
+
+def _path_id(request: web.Request, name: str = "workflow_id") -> str:
+    value = request.match_info[name]
+    if not value or len(value) > 1000:
+        raise invalid(name, "must be 1 to 1000 characters")
+    return value
 
 
 def _query_str(request: web.Request, name: str) -> str:
