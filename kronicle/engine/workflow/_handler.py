@@ -94,6 +94,7 @@ class WorkflowHandler(WorkerCommands):
             _NS + "HeartbeatActivityTask": self._on_heartbeat_activity_task,
             _NS + "ReportActivityTaskCanceled": self._on_report_activity_task_canceled,
             _NS + "ChildWorkflowResult": self._on_child_workflow_result,
+            _NS + "ExternalCommandResult": self._on_external_command_result,
         }
 
     # -- Handler protocol ------------------------------------------------------------
@@ -126,7 +127,7 @@ class WorkflowHandler(WorkerCommands):
             if parent is not None:
                 # A child that cannot start: its parent records StartChildWorkflowExecutionFailed.
                 self._child_start_failed(tx, command, exc)
-            elif command.value.get("reply_to"):
+            elif command.value.get("reply_to") or command.value.get("origin"):
                 self._reply(tx, command, ok=False, error_type=exc.error_type, message=exc.message)
             else:
                 raise InvalidCommand(f"{exc.error_type}: {exc.message}") from exc
@@ -162,6 +163,20 @@ class WorkflowHandler(WorkerCommands):
     # -- helpers -----------------------------------------------------------------------
 
     def _reply(self, tx: Tx, command: CommandRecord, *, ok: bool, run_id: str = "", **fields: str) -> None:
+        origin = command.value.get("origin")
+        if origin is not None:
+            # Sent by another workflow: its history records the outcome.
+            result = {
+                "workflow_id": origin["workflow_id"],
+                "run_id": origin["run_id"],
+                "initiated_event_id": origin["initiated_event_id"],
+                "target_workflow_id": tx.workflow_id,
+                "target_run_id": run_id,
+                "ok": ok,
+                "cause": "" if ok else "EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND",
+            }
+            key = origin["workflow_id"].encode()
+            tx.emit(tx.cfg.topics.commands, "kronicle.workflow.ExternalCommandResult", result, key=key)
         reply_to = command.value.get("reply_to")
         if reply_to:
             value = {
@@ -612,6 +627,38 @@ class WorkflowHandler(WorkerCommands):
                 "TERMINATED": ("ChildWorkflowExecutionTerminated", {}),
             }[outcome]
             tx.append(run, event_type, {**ref, **extra, "started_event_id": -1})
+        tx.ensure_workflow_task(run)
+
+    def _on_external_command_result(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        run = tx.load(v["run_id"])
+        key = str(v["initiated_event_id"])
+        external = run["externals"].get(key) if run and run["status"] == "RUNNING" else None
+        if run is None or external is None or external["workflow_id"] != v["target_workflow_id"]:
+            self.stats["stale_external_result"] += 1
+            return
+        del run["externals"][key]
+        ref = {"workflow_id": external["workflow_id"], "initiated_event_id": v["initiated_event_id"]}
+        if v["ok"]:
+            event_type = (
+                "ExternalWorkflowExecutionSignaled"
+                if external["kind"] == "signal"
+                else "ExternalWorkflowExecutionCancelRequested"
+            )
+            tx.append(run, event_type, {**ref, "run_id": v.get("target_run_id") or ""})
+        else:
+            event_type = (
+                "SignalExternalWorkflowExecutionFailed"
+                if external["kind"] == "signal"
+                else "RequestCancelExternalWorkflowExecutionFailed"
+            )
+            attrs = {
+                **ref,
+                "run_id": external["run_id"],
+                "cause": v.get("cause") or "",
+                "workflow_task_completed_event_id": external["workflow_task_completed_event_id"],
+            }
+            tx.append(run, event_type, attrs)
         tx.ensure_workflow_task(run)
 
     # -- timers ---------------------------------------------------------------------------

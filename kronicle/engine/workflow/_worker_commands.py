@@ -80,6 +80,7 @@ class WorkerCommands:
             "signal_count": 0,
             "parent": parent,
             "children": {},
+            "externals": {},
         }
         tx.add_run(run)
         tx.add_event(
@@ -367,3 +368,74 @@ class WorkerCommands:
             "parent": {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated},
         }
         tx.emit(tx.cfg.topics.commands, "kronicle.workflow.StartWorkflow", start, key=workflow_id.encode())
+
+    def _external(self, run: Run, kind: str, a: dict[str, Any], initiated: int, completed: int) -> dict[str, Any]:
+        """Remember a command sent to another workflow; returns the ``origin`` it carries."""
+        run["externals"][str(initiated)] = {
+            "kind": kind,
+            "workflow_id": a["workflow_id"],
+            "run_id": a.get("run_id") or "",
+            "workflow_task_completed_event_id": completed,
+        }
+        return {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated}
+
+    def _cmd_SignalExternalWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        if not a.get("workflow_id") or not a.get("signal_name"):
+            raise BadCommand("BAD_SIGNAL_WORKFLOW_EXECUTION_ATTRIBUTES", "workflow_id and signal_name are required")
+        initiated = tx.add_event(
+            run,
+            "SignalExternalWorkflowExecutionInitiated",
+            {
+                "workflow_id": a["workflow_id"],
+                "run_id": a.get("run_id") or "",
+                "signal_name": a["signal_name"],
+                "input": a.get("input") or [],
+                "header": a.get("header") or {},
+                "child_workflow_only": bool(a.get("child_workflow_only")),
+                "workflow_task_completed_event_id": completed,
+            },
+        )
+        origin = self._external(run, "signal", a, initiated, completed)
+        signal = {
+            "workflow_id": a["workflow_id"],
+            "run_id": a.get("run_id") or "",
+            "signal_name": a["signal_name"],
+            "input": a.get("input") or [],
+            "header": a.get("header") or {},
+            # Deterministic, so a re-sent command is deduplicated by the target.
+            "request_id": f"external\x00{run['run_id']}\x00{initiated}",
+            "identity": f"workflow {run['workflow_id']}",
+            "origin": origin,
+        }
+        key = a["workflow_id"].encode()
+        tx.emit(tx.cfg.topics.commands, "kronicle.workflow.SignalWorkflow", signal, key=key)
+
+    def _cmd_RequestCancelExternalWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        if not a.get("workflow_id"):
+            raise BadCommand("BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES", "workflow_id is required")
+        initiated = tx.add_event(
+            run,
+            "RequestCancelExternalWorkflowExecutionInitiated",
+            {
+                "workflow_id": a["workflow_id"],
+                "run_id": a.get("run_id") or "",
+                "reason": a.get("reason") or "",
+                "child_workflow_only": bool(a.get("child_workflow_only")),
+                "workflow_task_completed_event_id": completed,
+            },
+        )
+        origin = self._external(run, "cancel", a, initiated, completed)
+        cancel = {
+            "workflow_id": a["workflow_id"],
+            "run_id": a.get("run_id") or "",
+            "request_id": f"external\x00{run['run_id']}\x00{initiated}",
+            "reason": a.get("reason") or "",
+            "identity": f"workflow {run['workflow_id']}",
+            "origin": origin,
+        }
+        key = a["workflow_id"].encode()
+        tx.emit(tx.cfg.topics.commands, "kronicle.workflow.RequestCancelWorkflow", cancel, key=key)

@@ -270,6 +270,38 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
     "ChildWorkflowExecutionCanceled": [_payloads("details"), *_CHILD_REF],
     "ChildWorkflowExecutionTimedOut": [*_CHILD_REF, _s("retry_state")],
     "ChildWorkflowExecutionTerminated": [*_CHILD_REF],
+    "SignalExternalWorkflowExecutionInitiated": [
+        _s("workflow_id"),
+        _s("run_id"),
+        _s("signal_name"),
+        _payloads("input"),
+        _map("header"),
+        _f("child_workflow_only", "boolean", False),
+        _l("workflow_task_completed_event_id"),
+    ],
+    "SignalExternalWorkflowExecutionFailed": [
+        _s("workflow_id"),
+        _s("run_id"),
+        _s("cause", "EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND."),
+        _l("initiated_event_id"),
+        _l("workflow_task_completed_event_id"),
+    ],
+    "ExternalWorkflowExecutionSignaled": [_s("workflow_id"), _s("run_id"), _l("initiated_event_id")],
+    "RequestCancelExternalWorkflowExecutionInitiated": [
+        _s("workflow_id"),
+        _s("run_id"),
+        _s("reason"),
+        _f("child_workflow_only", "boolean", False),
+        _l("workflow_task_completed_event_id"),
+    ],
+    "RequestCancelExternalWorkflowExecutionFailed": [
+        _s("workflow_id"),
+        _s("run_id"),
+        _s("cause"),
+        _l("initiated_event_id"),
+        _l("workflow_task_completed_event_id"),
+    ],
+    "ExternalWorkflowExecutionCancelRequested": [_s("workflow_id"), _s("run_id"), _l("initiated_event_id")],
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(_ATTRS)
@@ -353,6 +385,20 @@ _WORKER_COMMANDS: dict[str, list[dict[str, Any]]] = {
         _map("memo"),
         _map("search_attributes"),
     ],
+    "SignalExternalWorkflowExecution": [
+        _s("workflow_id"),
+        _s("run_id", "Empty: the current run."),
+        _s("signal_name"),
+        _payloads("input"),
+        _map("header"),
+        _f("child_workflow_only", "boolean", False),
+    ],
+    "RequestCancelExternalWorkflowExecution": [
+        _s("workflow_id"),
+        _s("run_id", "Empty: the current run."),
+        _s("reason"),
+        _f("child_workflow_only", "boolean", False),
+    ],
 }
 
 WORKER_COMMAND_TYPES: tuple[str, ...] = tuple(_WORKER_COMMANDS)
@@ -382,6 +428,18 @@ _NAMED: dict[str, dict[str, Any]] = {
 
 _REPLY_TO = _f("reply_to", _NULL_STR, None, "Topic for a CommandResult (keyed by workflow id); null: no reply.")
 _RUN_REF = [_f("workflow_id", "string"), _s("run_id", "Empty: the current run.")]
+_ORIGIN = _f(
+    "origin",
+    [
+        "null",
+        _record(
+            "OriginExecution",
+            "Set when another workflow sent this command; the outcome goes back to it (ExternalCommandResult).",
+            [_f("workflow_id", "string"), _f("run_id", "string"), _f("initiated_event_id", "long")],
+        ),
+    ],
+    None,
+)
 _TASK_REF = [
     _f("workflow_id", "string"),
     _f("run_id", "string"),
@@ -468,6 +526,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
                 _s("request_id"),
                 _s("identity"),
                 _REPLY_TO,
+                _ORIGIN,
             ],
         ),
     ),
@@ -476,7 +535,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         _record(
             "RequestCancelWorkflow",
             "Ask a workflow to cancel itself.",
-            [*_RUN_REF, _s("request_id"), _s("reason"), _s("identity"), _REPLY_TO],
+            [*_RUN_REF, _s("request_id"), _s("reason"), _s("identity"), _REPLY_TO, _ORIGIN],
         ),
     ),
     (
@@ -700,6 +759,22 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
                 _payloads("details"),
                 _s("retry_state"),
                 _s("cause"),
+            ],
+        ),
+    ),
+    (
+        119,
+        _record(
+            "ExternalCommandResult",
+            "From a signalled or cancelled workflow's partition back to the workflow that sent the command.",
+            [
+                _f("workflow_id", "string", doc="The sender's workflow id (the record key)."),
+                _f("run_id", "string", doc="The sender's run id."),
+                _f("initiated_event_id", "long"),
+                _f("target_workflow_id", "string"),
+                _s("target_run_id"),
+                _f("ok", "boolean"),
+                _s("cause", "Why it failed: EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND."),
             ],
         ),
     ),

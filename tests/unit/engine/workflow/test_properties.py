@@ -94,7 +94,13 @@ def _commands(b: Bench, wid: str, seed: int) -> list[dict[str, Any]]:
         elif choice == 6:
             sid = rnd.choice(pending) if pending and rnd.random() < 0.8 else rnd.randrange(1, 30)
             out.append(command("RequestCancelActivityTask", scheduled_event_id=sid))
-        elif choice in (7, 12, 14, 15, 16, 17):
+        elif choice == 16:
+            target = rnd.choice((*WIDS, "nobody"))
+            out.append(command("SignalExternalWorkflowExecution", workflow_id=target, signal_name="x"))
+        elif choice == 17:
+            target = rnd.choice(WIDS)
+            out.append(command("RequestCancelExternalWorkflowExecution", workflow_id=target))
+        elif choice in (7, 12, 14, 15):
             policy = rnd.choice(["TERMINATE", "ABANDON", "REQUEST_CANCEL"])
             out.append(
                 command(
