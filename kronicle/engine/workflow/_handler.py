@@ -25,8 +25,10 @@ from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._state import (
     CF_DEDUP,
+    CF_EVENTS,
     COLUMN_FAMILIES,
     WorkflowTopics,
+    event_key,
     loads,
     start_run_id,
 )
@@ -95,6 +97,7 @@ class WorkflowHandler(WorkerCommands):
             _NS + "ReportActivityTaskCanceled": self._on_report_activity_task_canceled,
             _NS + "ChildWorkflowResult": self._on_child_workflow_result,
             _NS + "ExternalCommandResult": self._on_external_command_result,
+            _NS + "UpdateWorkflow": self._on_update_workflow,
         }
 
     # -- Handler protocol ------------------------------------------------------------
@@ -206,6 +209,7 @@ class WorkflowHandler(WorkerCommands):
         """After a failed or timed-out workflow task: flush, then retry now or after a backoff."""
         run["wft"] = None
         run["wft_attempt"] += 1
+        tx.undeliver_updates(run)
         tx.flush_buffer(run)
         opts = self._cfg.options
         extra = run["wft_attempt"] - 1 - opts.workflow_task_immediate_retries
@@ -399,6 +403,53 @@ class WorkflowHandler(WorkerCommands):
             tx.ensure_workflow_task(run)
         self._reply(tx, command, ok=True, run_id=run["run_id"])
 
+    def _on_update_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        update_id = v.get("update_id") or ""
+        if not update_id or not v.get("name"):
+            raise _Rejected("InvalidArgument", "update_id and name are required")
+        self._check_payloads(v.get("input"), "update input")
+        run = self._target(tx, v)
+        if update_id in run["updates"]:
+            # A retried request: it is in progress; answer the latest caller when it moves on.
+            self.stats["duplicate_update"] += 1
+            if v.get("reply_to"):
+                run["updates"][update_id]["reply_to"] = v["reply_to"]
+            return
+        if update_id in run["completed_updates"]:
+            self.stats["duplicate_update"] += 1
+            self._reply_completed_update(tx, run, update_id, v.get("reply_to"))
+            return
+        if len(run["updates"]) >= self._cfg.options.max_pending_updates:
+            raise _Rejected(
+                "ResourceExhausted",
+                f"workflow {tx.workflow_id!r} already has {len(run['updates'])} updates in flight; retry later",
+            )
+        run["updates"][update_id] = {
+            "state": "REQUESTED",
+            "name": v["name"],
+            "input": v.get("input") or [],
+            "header": v.get("header") or {},
+            "identity": v.get("identity") or "",
+            "reply_to": v.get("reply_to"),
+        }
+        tx.ensure_workflow_task(run)
+
+    def _reply_completed_update(self, tx: Tx, run: Run, update_id: str, reply_to: str | None) -> None:
+        if not reply_to:
+            return
+        raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], run["completed_updates"][update_id]))
+        attrs = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionUpdateCompleted")] if raw else {}
+        value = {
+            "workflow_id": run["workflow_id"],
+            "run_id": run["run_id"],
+            "update_id": update_id,
+            "stage": "COMPLETED",
+            "result": attrs.get("result") or [],
+            "failure": attrs.get("failure"),
+        }
+        tx.emit(reply_to, "kronicle.workflow.UpdateResult", value)
+
     def _on_terminate_workflow(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value
         run = self._target(tx, v)
@@ -492,7 +543,8 @@ class WorkflowHandler(WorkerCommands):
             run["wft"] = None
             run["wft_attempt"] = 1
             run["wft_first_event_id"] = started
-            if tx.flush_buffer(run):
+            tx.undeliver_updates(run)
+            if tx.flush_buffer(run) or tx.has_requested_updates(run):
                 tx.ensure_workflow_task(run)
 
     def _on_fail_workflow_task(self, tx: Tx, command: CommandRecord) -> None:

@@ -81,6 +81,8 @@ class WorkerCommands:
             "parent": parent,
             "children": {},
             "externals": {},
+            "updates": {},
+            "completed_updates": {},
         }
         tx.add_run(run)
         tx.add_event(
@@ -439,3 +441,45 @@ class WorkerCommands:
         }
         key = a["workflow_id"].encode()
         tx.emit(tx.cfg.topics.commands, "kronicle.workflow.RequestCancelWorkflow", cancel, key=key)
+
+    def _cmd_UpdateResponse(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        bad = "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
+        update_id, outcome = a.get("update_id") or "", a.get("outcome") or ""
+        update = run["updates"].get(update_id)
+        expected = {"ACCEPTED": "DELIVERED", "REJECTED": "DELIVERED", "COMPLETED": "ACCEPTED"}
+        if update is None or outcome not in expected or update["state"] != expected[outcome]:
+            state = update["state"] if update else "unknown"
+            raise BadCommand(bad, f"update {update_id!r} is {state}; it cannot be answered with {outcome!r}")
+        if outcome == "REJECTED":
+            # A rejected update leaves no trace in history; only its caller hears of it.
+            tx.update_result(run, update_id, "REJECTED", failure=a.get("failure"))
+            del run["updates"][update_id]
+        elif outcome == "ACCEPTED":
+            update["state"] = "ACCEPTED"
+            update["accepted_event_id"] = tx.add_event(
+                run,
+                "WorkflowExecutionUpdateAccepted",
+                {
+                    "update_id": update_id,
+                    "name": update["name"],
+                    "input": update["input"],
+                    "header": update["header"],
+                    "identity": update["identity"],
+                    "workflow_task_completed_event_id": completed,
+                },
+            )
+            tx.update_result(run, update_id, "ACCEPTED")
+        else:
+            event_id = tx.add_event(
+                run,
+                "WorkflowExecutionUpdateCompleted",
+                {
+                    "update_id": update_id,
+                    "accepted_event_id": update["accepted_event_id"],
+                    "result": a.get("result") or [],
+                    "failure": a.get("failure"),
+                },
+            )
+            tx.update_result(run, update_id, "COMPLETED", result=a.get("result") or [], failure=a.get("failure"))
+            del run["updates"][update_id]
+            run["completed_updates"][update_id] = event_id

@@ -302,6 +302,20 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
         _l("workflow_task_completed_event_id"),
     ],
     "ExternalWorkflowExecutionCancelRequested": [_s("workflow_id"), _s("run_id"), _l("initiated_event_id")],
+    "WorkflowExecutionUpdateAccepted": [
+        _s("update_id"),
+        _s("name"),
+        _payloads("input"),
+        _map("header"),
+        _s("identity"),
+        _l("workflow_task_completed_event_id"),
+    ],
+    "WorkflowExecutionUpdateCompleted": [
+        _s("update_id"),
+        _l("accepted_event_id"),
+        _payloads("result"),
+        _opt("failure", _full("Failure"), "Set when the update handler failed."),
+    ],
 }
 
 EVENT_TYPES: tuple[str, ...] = tuple(_ATTRS)
@@ -398,6 +412,12 @@ _WORKER_COMMANDS: dict[str, list[dict[str, Any]]] = {
         _s("run_id", "Empty: the current run."),
         _s("reason"),
         _f("child_workflow_only", "boolean", False),
+    ],
+    "UpdateResponse": [
+        _s("update_id"),
+        _s("outcome", "ACCEPTED (the validator passed), REJECTED, or COMPLETED (result or failure)."),
+        _payloads("result"),
+        _opt("failure", _full("Failure"), "REJECTED: why; COMPLETED: set if the handler failed."),
     ],
 }
 
@@ -637,6 +657,24 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
                 _f("history", {"type": "array", "items": _full("HistoryEvent")}),
                 _l("scheduled_time_ms"),
                 _l("start_to_close_timeout_ms"),
+                _f(
+                    "updates",
+                    {
+                        "type": "array",
+                        "items": _record(
+                            "UpdateRequest",
+                            "An update for the workflow to validate and run; answered with UpdateResponse commands.",
+                            [
+                                _f("update_id", "string"),
+                                _f("name", "string"),
+                                _payloads("input"),
+                                _map("header"),
+                                _s("identity"),
+                            ],
+                        ),
+                    },
+                    [],
+                ),
             ],
         ),
     ),
@@ -775,6 +813,44 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
                 _s("target_run_id"),
                 _f("ok", "boolean"),
                 _s("cause", "Why it failed: EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND."),
+            ],
+        ),
+    ),
+    (
+        120,
+        _record(
+            "UpdateWorkflow",
+            "Ask a workflow to run an update handler (client command); the outcome goes to reply_to.",
+            [
+                *_RUN_REF,
+                _f("update_id", "string", doc="Idempotency key: a retried update with the same id is one update."),
+                _f("name", "string"),
+                _payloads("input"),
+                _map("header"),
+                _s("identity"),
+                _REPLY_TO,
+            ],
+        ),
+    ),
+    (
+        121,
+        _record(
+            "UpdateResult",
+            "Progress of an update, sent to the update's reply_to topic (keyed by workflow id).",
+            [
+                _f("workflow_id", "string"),
+                _f("run_id", "string"),
+                _f("update_id", "string"),
+                _f(
+                    "stage",
+                    {
+                        "type": "enum",
+                        "name": "UpdateStage",
+                        "symbols": ["ACCEPTED", "REJECTED", "COMPLETED", "ABORTED"],
+                    },
+                ),
+                _payloads("result"),
+                _opt("failure", _full("Failure")),
             ],
         ),
     ),
