@@ -124,6 +124,11 @@ class WorkflowHandler(WorkerCommands):
         tx = Tx(self._cfg, ctx, workflow_id)
         try:
             method(tx, command)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Nothing was committed yet; dead-letter the record rather than stop the partition.
+            raise InvalidCommand(
+                f"malformed {command.schema} ({type(exc).__name__}: {exc}); check the producer against the schema"
+            ) from exc
         except _Rejected as exc:
             tx = Tx(self._cfg, ctx, workflow_id)
             parent = command.value.get("parent")
@@ -160,7 +165,11 @@ class WorkflowHandler(WorkerCommands):
         if run is None or run["status"] != "RUNNING":
             self.stats["stale_timer"] += 1
             return
-        getattr(self, f"_timer_{kind}")(tx, run, fields)
+        method = getattr(self, f"_timer_{kind}", None)
+        if method is None:
+            self.stats["unknown_timer"] += 1
+            return
+        method(tx, run, fields)
         tx.commit()
 
     # -- helpers -----------------------------------------------------------------------
