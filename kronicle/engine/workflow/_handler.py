@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kronicle.engine.handler import CommandRecord, Context, InvalidCommand
+from kronicle.engine.handler import CommandRecord, Context, Handler, InvalidCommand
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._state import (
@@ -781,3 +781,10 @@ class WorkflowHandler(WorkerCommands):
     def _timer_act_s2c(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
         if (act := self._activity_for_timer(run, f, None)) is not None:
             acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_CLOSE")
+
+
+if TYPE_CHECKING:
+
+    def _conforms(handler: WorkflowHandler) -> Handler:
+        # mypy proves the handler implements the engine's Handler protocol.
+        return handler
