@@ -28,13 +28,13 @@ from kronicle.engine.workflow._state import (
     CF_EVENTS,
     COLUMN_FAMILIES,
     WorkflowTopics,
+    attributes_field,
     event_key,
     loads,
     start_run_id,
 )
 from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
 from kronicle.engine.workflow._worker_commands import WorkerCommands
-from kronicle.engine.workflow.schema_gen import attributes_field
 
 __all__ = ["WorkflowHandler"]
 

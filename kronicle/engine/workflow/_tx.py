@@ -17,8 +17,16 @@ from collections.abc import Callable
 from typing import Any
 
 from kronicle.engine.handler import Context
-from kronicle.engine.workflow._state import CF_CURRENT, CF_EVENTS, CF_RUNS, WorkflowTopics, dumps, event_key, loads
-from kronicle.engine.workflow.schema_gen import attributes_field
+from kronicle.engine.workflow._state import (
+    CF_CURRENT,
+    CF_EVENTS,
+    CF_RUNS,
+    WorkflowTopics,
+    attributes_field,
+    dumps,
+    event_key,
+    loads,
+)
 
 __all__ = ["Config", "Run", "Tx", "WorkflowOptions"]
 

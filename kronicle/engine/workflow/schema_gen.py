@@ -17,15 +17,15 @@ version (a new file and a new manifest entry), never in place.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from fastavro.schema import to_parsing_canonical_form
+
+from kronicle.engine.workflow._state import attributes_field
 
 __all__ = [
     "EVENT_TYPES",
@@ -320,16 +320,6 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
 
 EVENT_TYPES: tuple[str, ...] = tuple(_ATTRS)
 """Every history event type the engine writes, in Temporal's names."""
-
-
-@functools.cache
-def attributes_field(type_name: str, suffix: str = "event") -> str:
-    """The field of an event (or worker command) that holds the attributes of ``type_name``.
-
-    ``WorkflowTaskScheduled`` -> ``workflow_task_scheduled_event_attributes``, as in Temporal.
-    """
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", type_name).lower()
-    return f"{snake}_{suffix}_attributes"
 
 
 _HISTORY_EVENT = _record(
