@@ -98,6 +98,7 @@ class WorkflowHandler(WorkerCommands):
             _NS + "ChildWorkflowResult": self._on_child_workflow_result,
             _NS + "ExternalCommandResult": self._on_external_command_result,
             _NS + "UpdateWorkflow": self._on_update_workflow,
+            _NS + "QueryWorkflow": self._on_query_workflow,
         }
 
     # -- Handler protocol ------------------------------------------------------------
@@ -458,6 +459,35 @@ class WorkflowHandler(WorkerCommands):
             "failure": attrs.get("failure"),
         }
         tx.emit(reply_to, "kronicle.workflow.UpdateResult", value)
+
+    def _on_query_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        """Forward a query to the worker that owns the workflow; the worker answers the caller directly.
+
+        Queries are not history and change no state. A closed run is queried too
+        (the worker replays it), which is the one thing a closed run accepts.
+        """
+        v = command.value
+        run_id = v.get("run_id") or tx.current_run_id
+        run = tx.load(run_id) if run_id else None
+        if run is None:
+            raise _Rejected("WorkflowNotFound", f"workflow {tx.workflow_id!r} run {run_id or '(current)'} not found")
+        if not v.get("query_id") or not v.get("query_type"):
+            raise _Rejected("InvalidArgument", "query_id and query_type are required")
+        self._check_payloads(v.get("query_args"), "query args")
+        task = {
+            "workflow_id": run["workflow_id"],
+            "run_id": run["run_id"],
+            "workflow_type": run["workflow_type"],
+            "task_queue": run["task_queue"],
+            "query_id": v["query_id"],
+            "query_type": v["query_type"],
+            "query_args": v.get("query_args") or [],
+            "header": v.get("header") or {},
+            "reply_to": v["reply_to"],
+            "history_length": run["next_event_id"] - 1,
+            "closed": run["status"] != "RUNNING",
+        }
+        tx.emit(self._cfg.topics.workflow_tasks(run["task_queue"]), "kronicle.workflow.QueryTask", task)
 
     def _on_terminate_workflow(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value

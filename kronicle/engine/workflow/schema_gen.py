@@ -845,6 +845,55 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
+        122,
+        _record(
+            "QueryWorkflow",
+            "Ask a workflow's worker a query (client command); not history. The worker answers reply_to.",
+            [
+                *_RUN_REF,
+                _f("query_id", "string"),
+                _f("query_type", "string"),
+                _payloads("query_args"),
+                _map("header"),
+                _f("reply_to", "string", doc="Topic for the QueryResult, keyed by workflow id."),
+            ],
+        ),
+    ),
+    (
+        123,
+        _record(
+            "QueryTask",
+            "A query for the worker owning the workflow, on kronicle.<ns>.tq.<queue>.workflow (keyed by workflow id).",
+            [
+                _f("workflow_id", "string"),
+                _f("run_id", "string"),
+                _f("workflow_type", "string"),
+                _f("task_queue", "string"),
+                _f("query_id", "string"),
+                _f("query_type", "string"),
+                _payloads("query_args"),
+                _map("header"),
+                _f("reply_to", "string"),
+                _f("history_length", "long", doc="Answer from a state that includes at least these events."),
+                _f("closed", "boolean", doc="The run is closed: replay its full history to answer."),
+            ],
+        ),
+    ),
+    (
+        124,
+        _record(
+            "QueryResult",
+            "A worker's answer to a QueryTask, sent straight to its reply_to topic.",
+            [
+                _f("workflow_id", "string"),
+                _f("run_id", "string"),
+                _f("query_id", "string"),
+                _payloads("answer"),
+                _opt("failure", _full("Failure"), "Set if the query failed (unknown type, handler raised)."),
+            ],
+        ),
+    ),
+    (
         117,
         _record(
             "SignalWithStartWorkflow",

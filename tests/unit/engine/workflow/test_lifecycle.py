@@ -272,3 +272,43 @@ def test_signal_naming_an_explicit_old_run_is_rejected() -> None:
         _signal(b, run_id=first)
     _signal(b)
     assert "WorkflowExecutionSignaled" not in b.types("wf", first)
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+
+def _query(b: Bench, **fields: Any) -> None:
+    value = {"workflow_id": "wf", "query_id": "q1", "query_type": "approved", "query_args": [b"a"], "reply_to": "qr"}
+    b.send("QueryWorkflow", {**value, **fields})
+
+
+def test_query_is_forwarded_to_the_owning_worker_without_changing_state() -> None:
+    b = Bench()
+    run_id = _idle(b)
+    state = {k: v for k, v in b.ctx.state.items()}
+    _query(b)
+    assert b.ctx.state == state
+    key, task = b.records(b.topics.workflow_tasks("q"))[-1]
+    assert key == b"wf"
+    assert (task["run_id"], task["query_type"], task["query_args"], task["reply_to"]) == (
+        run_id,
+        "approved",
+        [b"a"],
+        "qr",
+    )
+    assert (task["history_length"], task["closed"]) == (4, False)
+
+
+def test_closed_workflow_still_answers_queries() -> None:
+    b = Bench()
+    _closed(b)
+    _query(b)
+    task = b.records(b.topics.workflow_tasks("q"))[-1][1]
+    assert task["closed"] is True
+    assert task["history_length"] == len(b.history("wf"))
+
+
+def test_query_to_unknown_workflow_is_answered_with_not_found() -> None:
+    b = Bench()
+    _query(b)
+    assert b.records("qr")[-1][1]["error_type"] == "WorkflowNotFound"
