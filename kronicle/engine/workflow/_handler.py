@@ -287,6 +287,10 @@ class WorkflowHandler(WorkerCommands):
                 f" {current['status']}) and id_reuse_policy is {reuse}",
             )
         execution_timeout = int(v.get("execution_timeout_ms") or 0)
+        try:
+            retry_policy = acts.normalize_retry_policy(v["retry_policy"]) if v.get("retry_policy") else None
+        except BadCommand as exc:
+            raise _Rejected("InvalidArgument", exc.message) from exc
         self._start_run(
             tx,
             run_id=run_id,
@@ -305,6 +309,7 @@ class WorkflowHandler(WorkerCommands):
             request_id=request_id,
             signal=signal,
             parent=v.get("parent"),
+            retry_policy=retry_policy,
         )
         return run_id
 
@@ -771,10 +776,11 @@ class WorkflowHandler(WorkerCommands):
         tx.ensure_workflow_task(run)
 
     def _timer_run_timeout(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        tx.flush_buffer(run)
-        tx.close(run, "TIMED_OUT", "WorkflowExecutionTimedOut", {"retry_state": "TIMEOUT"})
+        # A run timeout may be retried by the workflow's retry policy; the execution timeout is final.
+        self.close_or_retry(tx, run, "TIMED_OUT", "WorkflowExecutionTimedOut", {}, failure=None)
 
-    _timer_exec_timeout = _timer_run_timeout
+    def _timer_exec_timeout(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        tx.close(run, "TIMED_OUT", "WorkflowExecutionTimedOut", {"retry_state": "TIMEOUT"})
 
     def _timer_timer(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
         timer_id = f["arg"]

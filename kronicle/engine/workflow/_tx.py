@@ -335,7 +335,7 @@ class Tx:
 
     # -- closing ----------------------------------------------------------------
 
-    def close(self, run: Run, status: str, event_type: str, attrs: dict[str, Any]) -> None:
+    def close(self, run: Run, status: str, event_type: str, attrs: dict[str, Any], *, final: bool = True) -> None:
         """Write the buffered events, the run's closing event; disarm its timers; publish its visibility record."""
         self.flush_buffer(run)
         self.add_event(run, event_type, attrs)
@@ -357,7 +357,7 @@ class Tx:
             failure = {"message": f"workflow closed ({status}) before the update completed", "source": "Kronicle"}
             self.update_result(run, update_id, "ABORTED", failure=failure)
         run["updates"] = {}
-        if run["parent"] is not None and status != "CONTINUED_AS_NEW":
+        if run["parent"] is not None and final and status != "CONTINUED_AS_NEW":
             self.notify_parent(
                 run,
                 status,
