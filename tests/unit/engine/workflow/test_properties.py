@@ -142,7 +142,14 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
     try:
         if kind == "start":
             policy = ("UNSPECIFIED", "USE_EXISTING", "TERMINATE_EXISTING")[y % 3]
-            b.start(wid, request_id=f"r{y % 4}", id_conflict_policy=policy, run_timeout_ms=(y % 3) * 20_000)
+            retry = {"maximum_attempts": y % 3} if y % 5 == 1 else None
+            b.start(
+                wid,
+                request_id=f"r{y % 4}",
+                id_conflict_policy=policy,
+                run_timeout_ms=(y % 3) * 20_000,
+                retry_policy=retry,
+            )
         elif kind in ("complete", "fail_task"):
             task = _pick([t for t in b.workflow_tasks() if t["workflow_id"] == wid], y)
             if task is None:
