@@ -10,15 +10,16 @@ The jars are fetched once by Maven (``deploy/kafka/pom.xml``) into
 download nothing.
 
 Every JVM started here is tied to the Python process that started it
-(``PR_SET_PDEATHSIG``), so a test run that is interrupted or killed cannot leave
+(``PR_SET_PDEATHSIG`` through ``setpriv``), so a test run that is interrupted or killed cannot leave
 brokers behind.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
+import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -41,6 +42,7 @@ __all__ = [
     "KafkaSetupError",
     "LocalBroker",
     "LocalCluster",
+    "die_with_parent",
     "free_port",
 ]
 
@@ -99,12 +101,15 @@ def _deploy_dir() -> Path:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux only: the kernel SIGKILLs the broker if the Python process dies.
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+def die_with_parent(cmd: Sequence[str]) -> list[str]:
+    """Prefix a command so the kernel SIGKILLs it when the Python process that started it dies.
+
+    Uses util-linux ``setpriv --pdeathsig`` (no ``preexec_fn``, which is unsafe in a
+    threaded parent). Where ``setpriv`` is missing the command is returned as is
+    and only the normal shutdown paths stop the child.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--", *cmd] if setpriv else list(cmd)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +140,20 @@ class KafkaRuntime:
         root = cache_dir or Path(os.environ.get("KRONICLE_CACHE", Path.home() / ".cache" / "kronicle"))
         libs = root / f"kafka-{version}" / "libs"
         marker = libs / ".complete"
-        if not marker.exists():
-            _fetch_with_maven(deploy / "pom.xml", libs, version)
-            marker.write_text(f"kafka {version}\n")
+        # The marker holds the pom's digest, so a changed pom (another dependency,
+        # a pinned version) refetches instead of running with stale jars.
+        wanted = f"kafka {version} pom {hashlib.sha256((deploy / 'pom.xml').read_bytes()).hexdigest()}\n"
+        if not marker.exists() or marker.read_text() != wanted:
+            # Two processes may set up at once (parallel test runs, make dev beside
+            # make test): one fetches, the other waits and then finds the marker.
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / f".kafka-{version}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not marker.exists() or marker.read_text() != wanted:
+                    if libs.exists():
+                        shutil.rmtree(libs)
+                    _fetch_with_maven(deploy / "pom.xml", libs, version)
+                    marker.write_text(wanted)
         return cls(libs=libs, java=java, log4j_config=deploy / "log4j2.properties")
 
     def command(self, main_class: str, *args: str, heap: str = _DEFAULT_HEAP, logs_dir: Path) -> list[str]:
@@ -405,6 +421,12 @@ class LocalCluster:
             "share.coordinator.state.topic.replication.factor": str(rf),
             "share.coordinator.state.topic.min.isr": str(min_isr),
             "group.initial.rebalance.delay.ms": "0",
+            # KIP-848 groups: notice a dead member in seconds, not the default 45 s,
+            # so takeover tests and local failover are quick.
+            "group.consumer.min.session.timeout.ms": "3000",
+            "group.consumer.session.timeout.ms": "6000",
+            "group.consumer.min.heartbeat.interval.ms": "500",
+            "group.consumer.heartbeat.interval.ms": "1000",
             "auto.create.topics.enable": "false",
             "num.network.threads": "2",
             "num.io.threads": "4",
@@ -424,10 +446,8 @@ class LocalCluster:
         cmd = runtime.command(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self.cluster_id,
-            "-c",
-            str(node.data_dir / "server.properties"),
+            f"--cluster-id={self.cluster_id}",  # "=" form: a random id may start with "-"
+            f"--config={node.data_dir / 'server.properties'}",
             heap="-Xmx256m",
             logs_dir=node.data_dir / "logs",
         )
@@ -443,12 +463,11 @@ class LocalCluster:
         )
         out = open(node.data_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
         node.process = subprocess.Popen(
-            cmd,
+            die_with_parent(cmd),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop brokers cleanly
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
         )
         out.close()
 

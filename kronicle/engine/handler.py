@@ -118,8 +118,10 @@ class Context(Protocol):
 class Handler(Protocol):
     """Logic that applies commands to one partition's state. Pure: no I/O, no clock."""
 
-    column_families: Sequence[str]
-    """Column families the handler's state lives in (besides the shell's timer families)."""
+    @property
+    def column_families(self) -> Sequence[str]:
+        """Column families the handler's state lives in (besides the shell's timer families)."""
+        ...
 
     def handle(self, ctx: Context, command: CommandRecord) -> None:
         """Apply one command. Raise :class:`InvalidCommand` to dead-letter it."""

@@ -1,0 +1,57 @@
+"""``kronicle engine``: run an engine process (the partition processors of a namespace)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Run the engine's partition processors.")
+
+
+@app.command("run")
+def run(
+    bootstrap: Annotated[str, typer.Option("--kafka", help="Kafka bootstrap servers.")],
+    state_dir: Annotated[Path, typer.Option(help="Directory for the RocksDB state stores.")],
+    namespace: Annotated[str, typer.Option(help="Namespace whose commands this process applies.")] = "default",
+    instance_id: Annotated[
+        str, typer.Option(help="Stable name of this process; its transactional id derives from it.")
+    ] = "",
+    handler: Annotated[str, typer.Option(help="Logic to run: 'counter' (the reference handler).")] = "counter",
+    standby: Annotated[bool, typer.Option(help="Keep warm standby copies of partitions owned by others.")] = False,
+    max_batch_records: Annotated[int, typer.Option(help="Most commands per transaction.")] = 1000,
+    log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
+) -> None:
+    """Apply a namespace's commands until SIGTERM or Ctrl-C."""
+    from kronicle.engine.counter import CounterHandler, counter_registry
+    from kronicle.engine.processor import Processor, ProcessorConfig
+    from kronicle.topics import NamespaceTopics
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if handler != "counter":
+        typer.echo(f"error: unknown handler {handler!r}; available: counter", err=True)
+        raise typer.Exit(2)
+    codec = counter_registry()
+    config = ProcessorConfig(
+        bootstrap_servers=bootstrap,
+        namespace=namespace,
+        state_dir=state_dir,
+        instance_id=instance_id or socket.gethostname(),
+        standby_replicas=standby,
+        max_batch_records=max_batch_records,
+    )
+    processor = Processor(config, CounterHandler(NamespaceTopics(namespace).history, codec.encode), codec)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        processor.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    processor.start()
+    typer.echo(f"engine {config.instance_id} running namespace {namespace!r} on {bootstrap}", err=True)
+    processor.run_forever()
