@@ -167,7 +167,8 @@ class Frontend:
         """
         if self._runner is not None:
             raise RuntimeError("the frontend is already started; stop() it first")
-        runner = web.AppRunner(create_app(self._engine, self._config), access_log=None)
+        # Long polls may be in flight: give them a moment on stop, not aiohttp's default of 60 s.
+        runner = web.AppRunner(create_app(self._engine, self._config), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:

@@ -33,3 +33,28 @@ async def test_a_stopped_engine_gives_deadline_exceeded_and_not_ready(kafka_boot
                 assert resp.status == 503 and body["code"] == "NotReady", body
     finally:
         await frontend.stop()
+
+
+async def test_stop_does_not_wait_for_long_polls(engine: EngineService) -> None:
+    import asyncio
+    import time
+
+    frontend = Frontend(engine, port=0)
+    await frontend.start()
+    base = f"{frontend.url}/api/v1/namespaces/{engine.namespace}/workflows"
+    async with aiohttp.ClientSession() as session:
+        start = {"workflow_id": f"lp-{uuid.uuid4().hex[:8]}", "workflow_type": "T", "task_queue": "q"}
+        async with session.post(base, json=start) as resp:
+            assert resp.status == 201
+
+        async def poll() -> int:
+            async with session.get(f"{base}/{start['workflow_id']}/result", params={"wait": "60"}) as resp:
+                return resp.status
+
+        polling = asyncio.create_task(poll())
+        await asyncio.sleep(0.3)
+        began = time.monotonic()
+        await frontend.stop()
+        assert time.monotonic() - began < 10
+        with pytest.raises(aiohttp.ClientError):
+            await polling
