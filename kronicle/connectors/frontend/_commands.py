@@ -150,7 +150,7 @@ class CommandGateway:
             but the engine did not answer within ``timeout`` seconds.
 
         Raises:
-            RuntimeError: the gateway is not running, or the broker refused the record.
+            RuntimeError: the gateway is not running, or the broker refused or did not confirm the record.
         """
         producer = self._producer
         if producer is None or self._stopping.is_set():
@@ -165,10 +165,12 @@ class CommandGateway:
         kbytes = workflow_id.encode()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                loop.call_soon_threadsafe(self._fail, delivered, RuntimeError(f"Kafka refused the command: {err}"))
-            else:
-                loop.call_soon_threadsafe(self._resolve, delivered, None)
+            # Runs on the producer thread; a loop closed meanwhile must not kill that thread.
+            with contextlib.suppress(RuntimeError):
+                if err is not None:
+                    loop.call_soon_threadsafe(self._fail, delivered, RuntimeError(f"Kafka refused the command: {err}"))
+                else:
+                    loop.call_soon_threadsafe(self._resolve, delivered, None)
 
         try:
             producer.produce(
@@ -178,10 +180,14 @@ class CommandGateway:
                 partition=partition_for(kbytes, self._partitions),
                 on_delivery=on_delivery,
             )
-            await asyncio.wait_for(delivered, timeout=max(timeout, 5.0))
-            return await asyncio.wait_for(asyncio.shield(answer), timeout=timeout)
-        except TimeoutError:
-            return None
+            try:
+                await asyncio.wait_for(delivered, timeout=max(timeout, 5.0))
+            except TimeoutError as err:
+                raise RuntimeError(f"Kafka did not confirm the command within {max(timeout, 5.0):.0f} s") from err
+            try:
+                return await asyncio.wait_for(asyncio.shield(answer), timeout=timeout)
+            except TimeoutError:
+                return None
         finally:
             with self._lock:
                 queue = self._waiting.get(key)
@@ -229,4 +235,5 @@ class CommandGateway:
             queue = self._waiting.get(key)
             future = queue.popleft() if queue else None
         if future is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._resolve, future, result)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._resolve, future, result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import struct
 import time
@@ -109,12 +110,22 @@ class Api:
 
     async def _send(self, schema: str, workflow_id: str, datum: dict[str, Any], request_id: str) -> CommandOutcome:
         self._ready()
+        # The engine's answer is visible once its transaction commits, a moment before its local
+        # store has the change. Listening for the commit notification from before the send, and
+        # waiting for it after the answer, makes a describe right after a 2xx see the command.
+        applied = asyncio.ensure_future(self.engine.wait_for_change(workflow_id, self.config.command_timeout_s + 5))
+        await asyncio.sleep(0)  # let the listener register before the command is produced
         try:
             outcome = await self.gateway.send(
                 schema, workflow_id, datum, request_id=request_id, timeout=self.config.command_timeout_s
             )
+            if outcome is not None and outcome.get("ok"):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(applied), 2.0)
         except RuntimeError as err:
             raise ApiError("NotReady", f"{err}; retry with the same request_id") from err
+        finally:
+            applied.cancel()
         if outcome is None:
             raise ApiError(
                 "DeadlineExceeded",
