@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
@@ -158,8 +159,6 @@ class WorkflowHistory:
 
 
 def _tag_bytes(value: Any) -> Any:
-    import base64
-
     if isinstance(value, bytes):
         return {"$b": base64.b64encode(value).decode()}
     if isinstance(value, dict):
@@ -170,8 +169,6 @@ def _tag_bytes(value: Any) -> Any:
 
 
 def _untag_bytes(value: Any) -> Any:
-    import base64
-
     if isinstance(value, dict):
         if set(value) == {"$b"}:
             return base64.b64decode(value["$b"])
