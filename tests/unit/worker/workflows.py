@@ -1,0 +1,82 @@
+"""Workflows and activities shared by the worker's unit and integration tests (module level for type hints)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kronicle import activity, workflow
+from kronicle.common import RetryPolicy
+
+
+@activity.defn(name="compose")
+async def compose(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@workflow.defn(name="Greeting")
+class Greeting:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(
+            "compose",
+            name,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5),
+        )
+
+
+@workflow.defn(name="Greeting")
+class GreetingWithTimerFirst:
+    """Non-deterministic change of Greeting: a timer where history has the activity."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        await workflow.sleep(1)
+        return await workflow.execute_activity("compose", name, start_to_close_timeout=timedelta(seconds=10))
+
+
+@workflow.defn(name="Greeting")
+class GreetingPatched:
+    """Compatible change of Greeting: the new step is guarded by patched()."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        if workflow.patched("sleep-first"):
+            await workflow.sleep(1)
+        return await workflow.execute_activity("compose", name, start_to_close_timeout=timedelta(seconds=10))
+
+
+@workflow.defn(name="Sleeper")
+class Sleeper:
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        before = workflow.now()
+        await workflow.sleep(seconds)
+        return f"slept {(workflow.now() - before).total_seconds():.1f}"
+
+
+@workflow.defn(name="Approval")
+class Approval:
+    def __init__(self) -> None:
+        self.approvals: list[str] = []
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        await workflow.wait_condition(lambda: len(self.approvals) >= 2)
+        return self.approvals
+
+    @workflow.signal
+    def approve(self, who: str) -> None:
+        self.approvals.append(who)
+
+
+@workflow.defn(name="TwoSteps")
+class TwoSteps:
+    """An activity, a timer, an activity: three workflow tasks to continue or replay."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        first = await workflow.execute_activity("compose", name, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.sleep(0.2)
+        second = await workflow.execute_activity("compose", first, start_to_close_timeout=timedelta(seconds=10))
+        return second
