@@ -9,9 +9,13 @@ deploy. See ``docs/worker.md``.
 from __future__ import annotations
 
 from kronicle.worker._replayer import Replayer, WorkflowReplayResult, WorkflowReplayResults
+from kronicle.worker._worker import Worker, WorkerClient, WorkerError
 
 __all__ = [
     "Replayer",
+    "Worker",
+    "WorkerClient",
+    "WorkerError",
     "WorkflowReplayResult",
     "WorkflowReplayResults",
 ]
