@@ -96,6 +96,8 @@ class PartitionBatch:
         self.dead_lettered: list[str] = []
         """Error type of each dead-lettered command, for metrics."""
         self.timers_fired = 0
+        self.keys: set[bytes] = set()
+        """Keys of the commands in the batch (workflow ids), reported after the commit."""
         self._handler = handler
         self._codec = codec
         self._read = read
@@ -110,6 +112,8 @@ class PartitionBatch:
         if self.first_offset is None:
             self.first_offset = record.offset
         self.next_offset = record.offset + 1
+        if record.key is not None:
+            self.keys.add(record.key)
         if record.value is None:
             self._dead_letter(record, "decode", "record has no value (commands are never tombstones)")
             return

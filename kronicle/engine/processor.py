@@ -64,6 +64,7 @@ HEADER_SEQUENCE = "kronicle.seq"
 HEADER_VERSION = "kronicle.version"
 
 _SEQ_KEY = b"seq"
+_MISSING_TOPIC_RECHECK_S = 10.0
 _Headers = list[tuple[str, str | bytes | None]]
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
@@ -140,6 +141,8 @@ class Processor:
         codec: Codec,
         *,
         clock: Callable[[], int] = _now_ms,
+        topic_guard: Callable[[str], bool] | None = None,
+        on_commit: Callable[[set[bytes]], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = NamespaceTopics(config.namespace)
@@ -160,6 +163,11 @@ class Processor:
         self._partition_count = 0
         self._version_header = str(config.failover_version).encode()
         self._lag_updated = 0.0
+        self._topic_guard = topic_guard
+        self._topics_checked: dict[str, tuple[bool, float]] = {}
+        self._on_commit = on_commit
+        self.store_lock = threading.Lock()
+        """Held while a partition's store is opened or closed; readers in other threads take it too."""
         clash = set(handler.column_families) & {*TIMER_COLUMN_FAMILIES, ENGINE_COLUMN_FAMILY}
         if clash:
             raise ValueError(f"handler column families {sorted(clash)} are reserved for the engine shell")
@@ -245,6 +253,11 @@ class Processor:
 
     # -- partitions ----------------------------------------------------
 
+    @property
+    def partition_count(self) -> int:
+        """Partitions of the namespace's commands topic (known after :meth:`start`)."""
+        return self._partition_count
+
     def owned_partitions(self) -> set[int]:
         return set(self._partitions)
 
@@ -257,8 +270,9 @@ class Processor:
             p = tp.partition
             if self._standby is not None:
                 self._standby.release(p)
-            if not self.store.is_open(p):
-                self.store.open(p)
+            with self.store_lock:
+                if not self.store.is_open(p):
+                    self.store.open(p)
             self._partitions[p] = _Partition(_Phase.RESTORING)
             self._restorer.start(p)
         # Assign ourselves (instead of letting the client do it after this callback)
@@ -277,7 +291,8 @@ class Processor:
                 continue
             if self._restorer is not None:
                 self._restorer.cancel(p)
-            self.store.close(p)
+            with self.store_lock:
+                self.store.close(p)
             with contextlib.suppress(KeyError):
                 metrics.LAG.remove(self._ns, str(p))
         if self._standby is not None:
@@ -463,6 +478,8 @@ class Processor:
                 metrics.TIMERS_FIRED.labels(self._ns).inc(batch.timers_fired)
             metrics.BATCH_SIZE.labels(self._ns).observe(batch.applied + len(batch.dead_lettered))
         metrics.COMMANDS.labels(self._ns).inc(applied)
+        if self._on_commit is not None:
+            self._on_commit({key for batch in batches.values() for key in batch.keys})
 
     def _produce_batch(self, partition: int, batch: PartitionBatch, delivered: dict[int, int]) -> None:
         """Produce a partition's outputs and changelog; every record gets the next sequence number."""
@@ -470,6 +487,9 @@ class Processor:
         seq = st.seq
         version = self._version_header
         for out in batch.effects.outputs:
+            if not self._may_produce(out.topic):
+                log.warning("dropping a record for %s: the topic does not exist", out.topic)
+                continue
             seq += 1
             headers: _Headers = [*out.headers, (HEADER_SEQUENCE, str(seq).encode()), (HEADER_VERSION, version)]
             if out.partition is None:
@@ -502,6 +522,21 @@ class Processor:
                 on_delivery=on_delivery if i == last else None,
             )
         st.seq = seq
+
+    def _may_produce(self, topic: str) -> bool:
+        """Whether ``topic`` exists (or the guard created it); cached per topic.
+
+        A record for a missing topic would fail the transaction again on every
+        retry and wedge the partition, so such records (e.g. a reply to a client
+        that has gone) are dropped instead.
+        """
+        known = self._topics_checked.get(topic)
+        now = time.monotonic()
+        if known is not None and (known[0] or now - known[1] < _MISSING_TOPIC_RECHECK_S):
+            return known[0]
+        ok = True if self._topic_guard is None else self._topic_guard(topic)
+        self._topics_checked[topic] = (ok, now)  # a missing topic is asked about again later
+        return ok
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: _Headers, **kwargs: Any) -> None:
         assert self._producer is not None
