@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import timedelta
@@ -295,12 +296,13 @@ class Worker:
         probe = Consumer({**self._kafka, "group.id": "kronicle-worker-probe", "enable.auto.commit": False})
         try:
             last: Exception | None = None
-            for _ in range(50):
+            for _ in range(100):
                 try:
                     _, high = probe.get_watermark_offsets(TopicPartition(self.control_topic, 0), timeout=2)
                     return int(high)
                 except KafkaException as err:  # the new topic's leader may not be known yet
                     last = err
+                    time.sleep(0.1)
             raise KafkaException(last)
         finally:
             probe.close()
