@@ -24,10 +24,12 @@ fresh instance after it, so the numbering always agrees.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -135,6 +137,9 @@ class RunHistory:
         run_id: The run id.
         namespace: The namespace (for ``workflow.info()``).
         data_converter: Its codec decodes payloads before the instance sees them.
+        executor: Where activations run (None: on the calling thread). Workflow code is
+            synchronous between awaits; running it off the event loop keeps a slow activation
+            from stalling the worker's polling and heartbeats.
     """
 
     def __init__(
@@ -145,8 +150,10 @@ class RunHistory:
         run_id: str,
         namespace: str,
         data_converter: DataConverter,
+        executor: Executor | None = None,
     ) -> None:
         self.instance = instance
+        self._executor = executor
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.namespace = namespace
@@ -229,13 +236,13 @@ class RunHistory:
                 # Like Temporal core: a replayed task learns of the patches its own commands recorded.
                 jobs.append(act.NotifyHasPatch(self._patch_id(e)))
         self._jobs = []
-        completion = self._activate(jobs, int(started["event_time"]), replaying=True)
+        completion = await self._activate(jobs, int(started["event_time"]), replaying=True)
         self.replayed_tasks += 1
         if completion.failure is not None:
             raise WorkflowTaskFailedError(completion.failure)
         self._check(started, [x for x in expected if x is not None], completion.commands)
 
-    def _activate(self, jobs: Sequence[act.Job], time_ms: int, *, replaying: bool) -> act.Completion:
+    async def _activate(self, jobs: Sequence[act.Job], time_ms: int, *, replaying: bool) -> act.Completion:
         activation = act.Activation(
             run_id=self.run_id,
             timestamp=ms_to_datetime(time_ms),
@@ -243,7 +250,9 @@ class RunHistory:
             jobs=tuple(jobs),
             history_length=self.next_event_id - 1,
         )
-        return self.instance.activate(activation)
+        if self._executor is None:
+            return self.instance.activate(activation)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.instance.activate, activation)
 
     def _check(
         self, started: Mapping[str, Any], expected: Sequence[_Expected], produced: Sequence[act.Command]
@@ -474,7 +483,7 @@ class RunHistory:
 
     # ------------------------------------------------------------ the live task
 
-    def activate_live(self, scheduled_event_id: int, now: datetime) -> act.Completion:
+    async def activate_live(self, scheduled_event_id: int, now: datetime) -> act.Completion:
         """Run the pending jobs as workflow task ``scheduled_event_id`` (history must be applied up to it).
 
         ``now`` is the task's start time; it is never earlier than the last event.
@@ -486,7 +495,7 @@ class RunHistory:
             )
         jobs, self._jobs = self._jobs, []
         time_ms = max(int(now.timestamp() * 1000), self._last_time_ms)
-        completion = self._activate(jobs, time_ms, replaying=False)
+        completion = await self._activate(jobs, time_ms, replaying=False)
         if completion.failure is None:
             self._own_started = scheduled_event_id + 1
         return completion

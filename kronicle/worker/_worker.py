@@ -26,7 +26,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -137,6 +137,10 @@ class Worker:
         self._wf_slots = max_concurrent_workflow_tasks
         self._act_slots = max_concurrent_activities
         self._workflows = list(workflows)
+        # Workflow code runs between awaits without yielding; off the loop it cannot stall polling.
+        self._workflow_threads = ThreadPoolExecutor(
+            max_workers=max(1, min(4, max_concurrent_workflow_tasks)), thread_name_prefix="kronicle-workflow"
+        )
         self._runner = WorkflowTaskRunner(
             workflows=workflows,
             namespace=self._namespace,
@@ -145,6 +149,7 @@ class Worker:
             fetch_history=client.fetch_history_events,
             max_cached_workflows=max_cached_workflows,
             deadlock_timeout=deadlock_timeout,
+            executor=self._workflow_threads,
         )
         self._activities = ActivityRunner(
             activities=activities,
@@ -219,6 +224,7 @@ class Worker:
             control_offset = await loop.run_in_executor(None, self._control_end_offset)
         except (KafkaException, TopicError) as err:
             self._state = _State.STOPPED
+            self._workflow_threads.shutdown(wait=False)
             raise WorkerError(
                 f"Worker for task queue {self._task_queue!r} could not prepare its topics on "
                 f"{self._kafka['bootstrap.servers']}: {err}. Is Kafka up and the namespace "
@@ -314,6 +320,7 @@ class Worker:
         """
         if self._state is _State.NEW:
             self._state = _State.STOPPED
+            self._workflow_threads.shutdown(wait=False)
             self._stopped.set()
             return
         if self._shutdown_task is None:
@@ -337,7 +344,9 @@ class Worker:
                     await asyncio.wait(pending, timeout=5)
             if self._control is not None:
                 await self._control.stop()
-            self._runner.evict_all()
+            # Disposing runs pending coroutines' finally blocks, which belongs on the workflow threads.
+            await asyncio.get_running_loop().run_in_executor(self._workflow_threads, self._runner.evict_all)
+            self._workflow_threads.shutdown(wait=False)
             if self._producer is not None:
                 await self._producer.close()
         finally:

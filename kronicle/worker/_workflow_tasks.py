@@ -18,6 +18,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,6 +54,7 @@ class WorkflowTaskRunner:
         history_wait: How long to wait for a fetched history to reach the task (the engine's
             store is written just after the transaction that sent the task commits).
         clock: The wall clock giving a live task's start time (tests pass the engine's clock).
+        executor: Threads to run activations on (None: the event loop's thread).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class WorkflowTaskRunner:
         deadlock_timeout: timedelta | None = DEFAULT_DEADLOCK_TIMEOUT,
         history_wait: timedelta = timedelta(seconds=5),
         clock: Callable[[], datetime] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self._definitions = {}
         for cls in workflows:
@@ -80,6 +83,7 @@ class WorkflowTaskRunner:
         self._deadlock_timeout = deadlock_timeout
         self._history_wait = history_wait.total_seconds()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._executor = executor
         self._cache: collections.OrderedDict[str, RunHistory] = collections.OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats: collections.Counter[str] = collections.Counter()
@@ -161,6 +165,7 @@ class WorkflowTaskRunner:
                 run_id=run_id,
                 namespace=self._namespace,
                 data_converter=self._dc,
+                executor=self._executor,
             )
             self._remember(run)
         if events and int(events[-1]["event_id"]) > scheduled:
@@ -171,7 +176,7 @@ class WorkflowTaskRunner:
             await run.advance(events)
             if run.next_event_id != scheduled + 1:
                 raise ValueError(f"history ends at event {run.next_event_id - 1}, task scheduled at {scheduled}")
-            completion = run.activate_live(scheduled, now)
+            completion = await run.activate_live(scheduled, now)
             if completion.failure is not None:
                 raise WorkflowTaskFailedError(completion.failure)
             commands = await commands_to_wire(
@@ -206,9 +211,17 @@ class WorkflowTaskRunner:
             return
         self._cache[run.run_id] = run
         while len(self._cache) > self._max_cached:
-            oldest = next(iter(self._cache))
+            # The least recently used run that is not being activated right now (disposing one
+            # mid-activation would corrupt it); if all are busy, the cache stays over size for now.
+            victim = next((r for r in self._cache.values() if r is not run and not self._busy(r.workflow_id)), None)
+            if victim is None:
+                return
             self.stats["cache_evicted"] += 1
-            self.evict(oldest)
+            self.evict(victim.run_id)
+
+    def _busy(self, workflow_id: str) -> bool:
+        lock = self._locks.get(workflow_id)
+        return lock is not None and lock.locked()
 
     async def _full_history(self, task: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         scheduled = int(task["scheduled_event_id"])

@@ -74,7 +74,9 @@ def send(engine: EngineService, name: str, datum: dict[str, Any]) -> None:
     assert producer.flush(10) == 0
 
 
-def start(engine: EngineService, workflow_id: str, workflow_type: str, queue: str, *args: Any) -> None:
+def start(
+    engine: EngineService, workflow_id: str, workflow_type: str, queue: str, *args: Any, task_timeout_ms: int = 5000
+) -> None:
     send(
         engine,
         "kronicle.workflow.StartWorkflow",
@@ -84,7 +86,7 @@ def start(engine: EngineService, workflow_id: str, workflow_type: str, queue: st
             "task_queue": queue,
             "request_id": uuid.uuid4().hex,
             "input": _wire.payloads_to_bytes(CONVERTER.payload_converter.to_payloads(args)),
-            "task_timeout_ms": 5000,
+            "task_timeout_ms": task_timeout_ms,
         },
     )
 
@@ -232,3 +234,28 @@ async def test_two_workers_for_two_queues_in_one_process(engine: EngineService) 
             start(engine, f"multi-{i}", "Greeting", q, str(i))
         results = [result(await wait_closed(engine, f"multi-{i}")) for i in range(2)]
     assert results == ["Hello, 0!", "Hello, 1!"]
+
+
+async def test_a_task_lost_with_a_dead_worker_is_retried_and_finished_by_another(
+    engine: EngineService, queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = Worker(EngineClient(engine, "worker-dies"), task_queue=queue, workflows=[TwoSteps], activities=[compose])
+    real_send = first._send
+
+    def dying_send(name: str, datum: dict[str, Any]) -> None:
+        # The third workflow task (after the timer) is taken but never answered, as if the process died.
+        if name == "CompleteWorkflowTask" and first.workflow_task_stats.get("completed", 0) >= 3:
+            return
+        real_send(name, datum)
+
+    monkeypatch.setattr(first, "_send", dying_send)
+    async with first:
+        start(engine, "crash-1", "TwoSteps", queue, "A", task_timeout_ms=1000)
+        while first.workflow_task_stats.get("completed", 0) < 3:
+            await asyncio.sleep(0.05)
+    second = Worker(EngineClient(engine, "worker-b"), task_queue=queue, workflows=[TwoSteps], activities=[compose])
+    async with second:
+        events = await wait_closed(engine, "crash-1")
+    assert result(events) == "Hello, Hello, A!!"
+    assert "WorkflowTaskTimedOut" in [e["event_type"] for e in events]
+    assert second.workflow_task_stats.get("full_replay", 0) >= 1

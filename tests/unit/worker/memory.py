@@ -9,6 +9,7 @@ functions, so tests get real engine histories in milliseconds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from kronicle import _wire
@@ -37,9 +38,11 @@ class MemoryLoop:
         *,
         max_cached_workflows: int = 1000,
         bench: Bench | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.bench = bench or Bench()
         self.activities = activities or {}
+        self.executor = executor
         self.runner = self.make_runner(workflows, max_cached_workflows)
         self._wft_seen = 0
         self._act_seen = 0
@@ -54,6 +57,7 @@ class MemoryLoop:
             fetch_history=self._fetch,
             max_cached_workflows=max_cached_workflows,
             clock=lambda: ms_to_datetime(self.bench.now),
+            executor=self.executor,
         )
 
     async def _fetch(self, workflow_id: str, run_id: str) -> list[dict[str, Any]]:

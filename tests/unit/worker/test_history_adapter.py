@@ -167,3 +167,26 @@ def test_schedule_activity_command_carries_every_option_in_ms() -> None:
     }
     # Scheduled in the same completion: its event will follow WorkflowTaskStarted (11) and Completed (12).
     assert out[1][attributes_field("RequestCancelActivityTask", "command")] == {"scheduled_event_id": 13}
+
+
+async def test_lru_cache_evicts_and_evicted_runs_replay_to_the_same_result() -> None:
+    loop = MemoryLoop([TwoSteps], {"compose": greet}, max_cached_workflows=1)
+    loop.start("wf-a", "TwoSteps", "A")
+    loop.start("wf-b", "TwoSteps", "B")
+    for _ in range(10):
+        await loop.run_until_idle()
+        loop.bench.advance(300)
+    assert value(attrs(loop.history("wf-a")[-1])["result"]) == "Hello, Hello, A!!"
+    assert value(attrs(loop.history("wf-b")[-1])["result"]) == "Hello, Hello, B!!"
+    assert loop.runner.stats["cache_evicted"] >= 1 and loop.runner.stats["full_replay"] >= 1
+    assert len(loop.runner.cached_runs) <= 1
+
+
+async def test_activations_can_run_on_worker_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        loop = MemoryLoop([Greeting], {"compose": greet}, executor=pool)
+        loop.start("wf", "Greeting", "T")
+        await loop.run_until_idle()
+    assert value(attrs(loop.history("wf")[-1])["result"]) == "Hello, T!"
