@@ -12,16 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 __all__ = ["CommandProducer", "TaskConsumer"]
 
 _log = logging.getLogger("kronicle.worker")
+
+
+def _tp(msg: Message) -> tuple[str, int]:
+    return (msg.topic() or "", msg.partition() or 0)
+
+
+def _offset(msg: Message) -> int:
+    offset = msg.offset()
+    return -1 if offset is None else offset
 
 
 class TaskConsumer:
@@ -35,6 +46,9 @@ class TaskConsumer:
         slots: Limits how many handlers run at once.
         topics: Topics to subscribe to (consumer group), or
         assignment: Partitions to assign (no group).
+        store_after_handling: Mark a record consumed only once its handler is done (and every
+            earlier record of its partition too), so the records a dead worker had taken are
+            delivered again after the rebalance. Needs ``enable.auto.offset.store=false``.
     """
 
     def __init__(
@@ -47,8 +61,13 @@ class TaskConsumer:
         *,
         topics: list[str] | None = None,
         assignment: list[TopicPartition] | None = None,
+        store_after_handling: bool = False,
     ) -> None:
         self._name = name
+        self._store_after = store_after_handling
+        self._in_flight: dict[tuple[str, int], set[int]] = {}
+        self._done_up_to: dict[tuple[str, int], int] = {}
+        self._to_store: queue.SimpleQueue[TopicPartition] = queue.SimpleQueue()
         self._consumer = Consumer(config)
         self._loop = loop
         self._handler = handler
@@ -73,6 +92,7 @@ class TaskConsumer:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self._store_pending()
                 msg = self._consumer.poll(0.1)
                 if msg is None:
                     continue
@@ -93,12 +113,20 @@ class TaskConsumer:
         except Exception:  # noqa: BLE001 - a dead poller must say so, the worker keeps shutting down cleanly
             _log.exception("%s: polling thread failed", self._name)
         finally:
+            if self._store_after:
+                # Let running handlers finish so their offsets are committed by close().
+                deadline = time.monotonic() + 10
+                while self._tasks and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                self._store_pending()
             # Closing leaves the group at once, so another worker takes the partitions without waiting
             # for a session timeout.
             self._consumer.close()
 
     async def _admit(self, msg: Message) -> None:
         await self._slots.acquire()
+        if self._store_after:
+            self._in_flight.setdefault(_tp(msg), set()).add(_offset(msg))
         task = asyncio.create_task(self._handle(msg), name=f"{self._name}-record")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -112,6 +140,34 @@ class TaskConsumer:
             _log.exception("%s: handling a record failed", self._name)
         finally:
             self._slots.release()
+            if self._store_after:
+                self._mark_done(msg)
+
+    def _mark_done(self, msg: Message) -> None:
+        tp = _tp(msg)
+        pending = self._in_flight.get(tp, set())
+        pending.discard(_offset(msg))
+        self._done_up_to[tp] = max(self._done_up_to.get(tp, -1), _offset(msg))
+        # Everything below the oldest record still being handled is done (records of a partition
+        # are admitted in offset order); with none in flight, everything admitted is.
+        next_offset = min(pending) if pending else self._done_up_to[tp] + 1
+        # The consumer is only ever called from the polling thread, which stores these between polls.
+        self._to_store.put(TopicPartition(tp[0], tp[1], next_offset))
+
+    def _store_pending(self) -> None:
+        offsets: dict[tuple[str, int], TopicPartition] = {}
+        while True:
+            try:
+                tp = self._to_store.get_nowait()
+            except queue.Empty:
+                break
+            offsets[(tp.topic, tp.partition)] = tp
+        if not offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=list(offsets.values()))
+        except KafkaException as err:  # e.g. the partition was revoked meanwhile: its new owner redelivers
+            _log.debug("%s: could not store offsets %s: %s", self._name, list(offsets.values()), err)
 
     async def stop(self) -> None:
         """Stop polling and close the consumer (handlers already running continue)."""

@@ -244,16 +244,21 @@ class Worker:
         if self._workflows:
             self._wf_consumer = TaskConsumer(
                 f"{self._task_queue}-workflow",
-                {**consumer_cfg, "group.id": f"{group}-workflow"},
+                # Workflow tasks are pure and cheap to redo: a task counts as consumed only once
+                # answered, so a dead worker's tasks go to the next owner at once.
+                {**consumer_cfg, "group.id": f"{group}-workflow", "enable.auto.offset.store": False},
                 loop,
                 self._on_workflow_task,
                 asyncio.Semaphore(self._wf_slots),
                 topics=[self._workflow_topic],
+                store_after_handling=True,
             )
             self._consumers.append(self._wf_consumer)
         if self._has_activities:
             self._act_consumer = TaskConsumer(
                 f"{self._task_queue}-activity",
+                # Activity tasks count as consumed when taken, as in Temporal: a dead worker's attempt
+                # is retried by the engine's timeouts rather than run twice on redelivery.
                 {**consumer_cfg, "group.id": f"{group}-activity"},
                 loop,
                 self._on_activity_task,

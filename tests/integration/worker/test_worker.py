@@ -222,6 +222,9 @@ async def test_workflow_finishes_on_a_new_worker_after_the_first_stops(engine: E
     assert result(events) == "Hello, Hello, A!!"
     assert second.workflow_task_stats.get("full_replay", 0) >= 1
     assert second.workflow_task_stats.get("nondeterminism", 0) == 0
+    # The first worker committed what it answered: the second got no task twice.
+    assert second.workflow_task_stats.get("stale_task", 0) == 0
+    assert second.workflow_task_stats["completed"] == 2  # after the timer, after the second activity
 
 
 async def test_two_workers_for_two_queues_in_one_process(engine: EngineService) -> None:
