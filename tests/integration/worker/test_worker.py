@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -262,3 +263,43 @@ async def test_a_task_lost_with_a_dead_worker_is_retried_and_finished_by_another
     assert result(events) == "Hello, Hello, A!!"
     assert "WorkflowTaskTimedOut" in [e["event_type"] for e in events]
     assert second.workflow_task_stats.get("full_replay", 0) >= 1
+
+
+async def test_graceful_shutdown_lets_a_running_activity_finish(engine: EngineService, queue: str) -> None:
+    worker = Worker(
+        EngineClient(engine),
+        task_queue=queue,
+        workflows=[iw.Slow],
+        activities=[iw.slow],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    run = asyncio.ensure_future(worker.run())
+    start(engine, "graceful-1", "Slow", queue, 1.0)
+    await wait_for(engine, "graceful-1", "ActivityTaskScheduled")
+    await asyncio.sleep(0.3)  # the attempt is running
+    await asyncio.gather(worker.shutdown(), worker.shutdown())  # idempotent, concurrent calls wait together
+    await asyncio.wait_for(run, 5)
+    assert not worker.is_running
+    await wait_for(engine, "graceful-1", "ActivityTaskCompleted", timeout=5)
+    with pytest.raises(RuntimeError, match="create a new Worker"):
+        await worker.start()
+
+
+async def test_shutdown_without_grace_cancels_activities_and_reports_a_retryable_failure(
+    engine: EngineService, queue: str
+) -> None:
+    async with Worker(EngineClient(engine), task_queue=queue, workflows=[iw.Slow], activities=[iw.slow]):
+        start(engine, "abrupt-1", "Slow", queue, 30.0)
+        await wait_for(engine, "abrupt-1", "ActivityTaskScheduled")
+        await asyncio.sleep(0.3)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        state = await asyncio.to_thread(engine.describe, "abrupt-1")
+        assert state is not None
+        pending = list(state["activities"].values())
+        if pending and pending[0]["attempt"] >= 2:
+            break
+        assert loop.time() < deadline, pending
+        await engine.wait_for_change("abrupt-1", 0.5)
+    assert "Worker shutting down" in str(pending[0])

@@ -94,3 +94,21 @@ class CancelActivity:
         except ActivityError as err:
             return f"cancelled: {type(err.cause).__name__}"
         return "not cancelled"
+
+
+@activity.defn(name="slow")
+async def slow(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slow done"
+
+
+@workflow.defn(name="Slow")
+class Slow:
+    @workflow.run
+    async def run(self, seconds: float) -> str:
+        return await workflow.execute_activity(
+            "slow",
+            seconds,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)),
+        )
