@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from kronicle.common import RetryPolicy
 from kronicle.engine.workflow.schema_gen import attributes_field
+from kronicle.worker import Replayer
 from kronicle.worker import _activation as act
 from kronicle.worker._history import attrs
 from tests.unit.worker.memory import MemoryLoop, value
@@ -190,3 +191,35 @@ async def test_activations_can_run_on_worker_threads() -> None:
         loop.start("wf", "Greeting", "T")
         await loop.run_until_idle()
     assert value(attrs(loop.history("wf")[-1])["result"]) == "Hello, T!"
+
+
+async def test_child_workflows_start_and_resolve_with_result_and_failure() -> None:
+    from tests.unit.worker.workflows import Child, Parent
+
+    loop = MemoryLoop([Parent, Child])
+    loop.start("parent", "Parent", 21)
+    for _ in range(20):
+        await loop.run_until_idle()
+        if loop.bench.deliver() == 0 and not await loop.step():
+            break
+    history = loop.history("parent")
+    assert value(attrs(history[-1])["result"]) == "42 then ApplicationError: negative"
+    types = [e["event_type"] for e in history]
+    assert types.count("StartChildWorkflowExecutionInitiated") == 2
+    assert "ChildWorkflowExecutionCompleted" in types and "ChildWorkflowExecutionFailed" in types
+    replay = await Replayer(workflows=[Parent]).replay_workflow(history)
+    assert replay.replay_failure is None
+
+
+async def test_continue_as_new_and_search_attributes() -> None:
+    from tests.unit.worker.workflows import Counter
+
+    loop = MemoryLoop([Counter])
+    loop.start("counter", "Counter", 0)
+    await loop.run_until_idle()
+    history = loop.history("counter")  # the current run: the fourth
+    assert value(attrs(history[-1])["result"]) == 3
+    started = attrs(history[0])
+    assert started["continued_execution_run_id"] and started["initiator"] == "WORKFLOW"
+    upsert = next(e for e in history if e["event_type"] == "UpsertWorkflowSearchAttributes")
+    assert value([attrs(upsert)["search_attributes"]["Count"]]) == 3

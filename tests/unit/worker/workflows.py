@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from kronicle import activity, workflow
 from kronicle.common import RetryPolicy
+from kronicle.exceptions import ApplicationError, ChildWorkflowError
 
 
 @activity.defn(name="compose")
@@ -80,3 +81,34 @@ class TwoSteps:
         await workflow.sleep(0.2)
         second = await workflow.execute_activity("compose", first, start_to_close_timeout=timedelta(seconds=10))
         return second
+
+
+@workflow.defn(name="Child")
+class Child:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        if n < 0:
+            raise ApplicationError("negative", type="Negative", non_retryable=True)
+        return n * 2
+
+
+@workflow.defn(name="Parent")
+class Parent:
+    @workflow.run
+    async def run(self, n: int) -> str:
+        doubled = await workflow.execute_child_workflow("Child", n, id=f"{workflow.info().workflow_id}-child")
+        try:
+            await workflow.execute_child_workflow("Child", -1, id=f"{workflow.info().workflow_id}-bad")
+        except ChildWorkflowError as err:
+            return f"{doubled} then {type(err.cause).__name__}: {err.cause}"
+        return "no error"
+
+
+@workflow.defn(name="Counter")
+class Counter:
+    @workflow.run
+    async def run(self, n: int) -> int:
+        workflow.upsert_search_attributes({"Count": n})
+        if n < 3:
+            workflow.continue_as_new(n + 1)
+        return n
