@@ -39,7 +39,9 @@ class MemoryLoop:
         max_cached_workflows: int = 1000,
         bench: Bench | None = None,
         executor: Executor | None = None,
+        converter: DataConverter = CONVERTER,
     ) -> None:
+        self.converter = converter
         self.bench = bench or Bench()
         self.activities = activities or {}
         self.executor = executor
@@ -53,7 +55,7 @@ class MemoryLoop:
             workflows=workflows,
             namespace="default",
             identity="memory-worker",
-            data_converter=CONVERTER,
+            data_converter=self.converter,
             fetch_history=self._fetch,
             max_cached_workflows=max_cached_workflows,
             clock=lambda: ms_to_datetime(self.bench.now),
