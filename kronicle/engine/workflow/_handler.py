@@ -1,9 +1,12 @@
 """The workflow state machine: a :class:`~kronicle.engine.handler.Handler` for workflow commands.
 
-One method per command (``_on_<command>``), one per worker command inside a
-workflow-task completion (``_cmd_<command>``) and one per timer kind
-(``_timer_<kind>``), in that order. All of them work on a :class:`Tx`, which
-is committed to the context only when the command has been applied.
+One method per command (``_on_<command>``) and one per timer kind
+(``_timer_<kind>``); the worker commands inside a workflow-task completion
+(``_cmd_<CommandType>``) and starting a run live in the
+:class:`~kronicle.engine.workflow._worker_commands.WorkerCommands` mixin, and
+activity mechanics in :mod:`kronicle.engine.workflow._activities`. All of them
+work on a :class:`Tx`, which is committed to the context only when the command
+has been applied.
 
 Stale input from workers (a completion, failure or heartbeat naming a workflow
 task or activity attempt that is no longer current, or a closed run) is
@@ -18,21 +21,24 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kronicle.engine.handler import CommandRecord, Context, InvalidCommand
+from kronicle.engine.handler import CommandRecord, Context, Handler, InvalidCommand
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._interworkflow import InterWorkflowResults
 from kronicle.engine.workflow._state import (
     CF_DEDUP,
+    CF_EVENTS,
     COLUMN_FAMILIES,
     WorkflowTopics,
+    attributes_field,
+    event_key,
     loads,
     start_run_id,
 )
 from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
 from kronicle.engine.workflow._worker_commands import WorkerCommands
-from kronicle.engine.workflow.schema_gen import attributes_field
 
 __all__ = ["WorkflowHandler"]
 
@@ -56,7 +62,7 @@ class _Rejected(Exception):
         self.message = message
 
 
-class WorkflowHandler(WorkerCommands):
+class WorkflowHandler(WorkerCommands, InterWorkflowResults):
     """Applies workflow commands to one partition's state; pure (no I/O, no clock).
 
     Args:
@@ -94,6 +100,9 @@ class WorkflowHandler(WorkerCommands):
             _NS + "HeartbeatActivityTask": self._on_heartbeat_activity_task,
             _NS + "ReportActivityTaskCanceled": self._on_report_activity_task_canceled,
             _NS + "ChildWorkflowResult": self._on_child_workflow_result,
+            _NS + "ExternalCommandResult": self._on_external_command_result,
+            _NS + "UpdateWorkflow": self._on_update_workflow,
+            _NS + "QueryWorkflow": self._on_query_workflow,
         }
 
     # -- Handler protocol ------------------------------------------------------------
@@ -120,13 +129,18 @@ class WorkflowHandler(WorkerCommands):
         tx = Tx(self._cfg, ctx, workflow_id)
         try:
             method(tx, command)
+        except (KeyError, TypeError, ValueError) as exc:
+            # Nothing was committed yet; dead-letter the record rather than stop the partition.
+            raise InvalidCommand(
+                f"malformed {command.schema} ({type(exc).__name__}: {exc}); check the producer against the schema"
+            ) from exc
         except _Rejected as exc:
             tx = Tx(self._cfg, ctx, workflow_id)
             parent = command.value.get("parent")
             if parent is not None:
                 # A child that cannot start: its parent records StartChildWorkflowExecutionFailed.
                 self._child_start_failed(tx, command, exc)
-            elif command.value.get("reply_to"):
+            elif command.value.get("reply_to") or command.value.get("origin"):
                 self._reply(tx, command, ok=False, error_type=exc.error_type, message=exc.message)
             else:
                 raise InvalidCommand(f"{exc.error_type}: {exc.message}") from exc
@@ -156,12 +170,30 @@ class WorkflowHandler(WorkerCommands):
         if run is None or run["status"] != "RUNNING":
             self.stats["stale_timer"] += 1
             return
-        getattr(self, f"_timer_{kind}")(tx, run, fields)
+        method = getattr(self, f"_timer_{kind}", None)
+        if method is None:
+            self.stats["unknown_timer"] += 1
+            return
+        method(tx, run, fields)
         tx.commit()
 
     # -- helpers -----------------------------------------------------------------------
 
     def _reply(self, tx: Tx, command: CommandRecord, *, ok: bool, run_id: str = "", **fields: str) -> None:
+        origin = command.value.get("origin")
+        if origin is not None:
+            # Sent by another workflow: its history records the outcome.
+            result = {
+                "workflow_id": origin["workflow_id"],
+                "run_id": origin["run_id"],
+                "initiated_event_id": origin["initiated_event_id"],
+                "target_workflow_id": tx.workflow_id,
+                "target_run_id": run_id,
+                "ok": ok,
+                "cause": "" if ok else "EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND",
+            }
+            key = origin["workflow_id"].encode()
+            tx.emit(tx.cfg.topics.commands, "kronicle.workflow.ExternalCommandResult", result, key=key)
         reply_to = command.value.get("reply_to")
         if reply_to:
             value = {
@@ -191,6 +223,7 @@ class WorkflowHandler(WorkerCommands):
         """After a failed or timed-out workflow task: flush, then retry now or after a backoff."""
         run["wft"] = None
         run["wft_attempt"] += 1
+        tx.undeliver_updates(run)
         tx.flush_buffer(run)
         opts = self._cfg.options
         extra = run["wft_attempt"] - 1 - opts.workflow_task_immediate_retries
@@ -258,6 +291,10 @@ class WorkflowHandler(WorkerCommands):
                 f" {current['status']}) and id_reuse_policy is {reuse}",
             )
         execution_timeout = int(v.get("execution_timeout_ms") or 0)
+        try:
+            retry_policy = acts.normalize_retry_policy(v["retry_policy"]) if v.get("retry_policy") else None
+        except BadCommand as exc:
+            raise _Rejected("InvalidArgument", exc.message) from exc
         self._start_run(
             tx,
             run_id=run_id,
@@ -276,6 +313,7 @@ class WorkflowHandler(WorkerCommands):
             request_id=request_id,
             signal=signal,
             parent=v.get("parent"),
+            retry_policy=retry_policy,
         )
         return run_id
 
@@ -384,6 +422,82 @@ class WorkflowHandler(WorkerCommands):
             tx.ensure_workflow_task(run)
         self._reply(tx, command, ok=True, run_id=run["run_id"])
 
+    def _on_update_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        v = command.value
+        update_id = v.get("update_id") or ""
+        if not update_id or not v.get("name"):
+            raise _Rejected("InvalidArgument", "update_id and name are required")
+        self._check_payloads(v.get("input"), "update input")
+        run = self._target(tx, v)
+        if update_id in run["updates"]:
+            # A retried request: it is in progress; answer the latest caller when it moves on.
+            self.stats["duplicate_update"] += 1
+            if v.get("reply_to"):
+                run["updates"][update_id]["reply_to"] = v["reply_to"]
+            return
+        if update_id in run["completed_updates"]:
+            self.stats["duplicate_update"] += 1
+            self._reply_completed_update(tx, run, update_id, v.get("reply_to"))
+            return
+        if len(run["updates"]) >= self._cfg.options.max_pending_updates:
+            raise _Rejected(
+                "ResourceExhausted",
+                f"workflow {tx.workflow_id!r} already has {len(run['updates'])} updates in flight; retry later",
+            )
+        run["updates"][update_id] = {
+            "state": "REQUESTED",
+            "name": v["name"],
+            "input": v.get("input") or [],
+            "header": v.get("header") or {},
+            "identity": v.get("identity") or "",
+            "reply_to": v.get("reply_to"),
+        }
+        tx.ensure_workflow_task(run)
+
+    def _reply_completed_update(self, tx: Tx, run: Run, update_id: str, reply_to: str | None) -> None:
+        if not reply_to:
+            return
+        raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], run["completed_updates"][update_id]))
+        attrs = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionUpdateCompleted")] if raw else {}
+        value = {
+            "workflow_id": run["workflow_id"],
+            "run_id": run["run_id"],
+            "update_id": update_id,
+            "stage": "COMPLETED",
+            "result": attrs.get("result") or [],
+            "failure": attrs.get("failure"),
+        }
+        tx.emit(reply_to, "kronicle.workflow.UpdateResult", value)
+
+    def _on_query_workflow(self, tx: Tx, command: CommandRecord) -> None:
+        """Forward a query to the worker that owns the workflow; the worker answers the caller directly.
+
+        Queries are not history and change no state. A closed run is queried too
+        (the worker replays it), which is the one thing a closed run accepts.
+        """
+        v = command.value
+        run_id = v.get("run_id") or tx.current_run_id
+        run = tx.load(run_id) if run_id else None
+        if run is None:
+            raise _Rejected("WorkflowNotFound", f"workflow {tx.workflow_id!r} run {run_id or '(current)'} not found")
+        if not v.get("query_id") or not v.get("query_type"):
+            raise _Rejected("InvalidArgument", "query_id and query_type are required")
+        self._check_payloads(v.get("query_args"), "query args")
+        task = {
+            "workflow_id": run["workflow_id"],
+            "run_id": run["run_id"],
+            "workflow_type": run["workflow_type"],
+            "task_queue": run["task_queue"],
+            "query_id": v["query_id"],
+            "query_type": v["query_type"],
+            "query_args": v.get("query_args") or [],
+            "header": v.get("header") or {},
+            "reply_to": v["reply_to"],
+            "history_length": run["next_event_id"] - 1,
+            "closed": run["status"] != "RUNNING",
+        }
+        tx.emit(self._cfg.topics.workflow_tasks(run["task_queue"]), "kronicle.workflow.QueryTask", task)
+
     def _on_terminate_workflow(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value
         run = self._target(tx, v)
@@ -477,7 +591,8 @@ class WorkflowHandler(WorkerCommands):
             run["wft"] = None
             run["wft_attempt"] = 1
             run["wft_first_event_id"] = started
-            if tx.flush_buffer(run):
+            tx.undeliver_updates(run)
+            if tx.flush_buffer(run) or tx.has_requested_updates(run):
                 tx.ensure_workflow_task(run)
 
     def _on_fail_workflow_task(self, tx: Tx, command: CommandRecord) -> None:
@@ -569,51 +684,6 @@ class WorkflowHandler(WorkerCommands):
         }
         acts.close_activity(tx, run, act, "ActivityTaskCanceled", attrs, identity=identity)
 
-    # -- child workflows -------------------------------------------------------------------
-
-    def _on_child_workflow_result(self, tx: Tx, command: CommandRecord) -> None:
-        v = command.value
-        run = tx.load(v["run_id"])
-        child = run["children"].get(str(v["initiated_event_id"])) if run and run["status"] == "RUNNING" else None
-        if run is None or child is None or child["workflow_id"] != v["child_workflow_id"]:
-            self.stats["stale_child_result"] += 1
-            return
-        outcome = v["outcome"]
-        ref = {
-            "workflow_id": child["workflow_id"],
-            "run_id": v["child_run_id"],
-            "workflow_type": child["workflow_type"],
-            "initiated_event_id": v["initiated_event_id"],
-        }
-        if outcome == "STARTED":
-            if child["started"] or child["closing"]:
-                self.stats["stale_child_result"] += 1
-                return
-            child["started"] = True
-            child["run_id"] = v["child_run_id"]
-            tx.append(run, "ChildWorkflowExecutionStarted", ref)
-        elif child["closing"] or (outcome == "START_FAILED" and child["started"]):
-            self.stats["stale_child_result"] += 1
-            return
-        elif outcome == "START_FAILED":
-            child["closing"] = True
-            del ref["run_id"]
-            tx.append(run, "StartChildWorkflowExecutionFailed", {**ref, "cause": v.get("cause") or ""})
-        else:
-            child["closing"] = True
-            event_type, extra = {
-                "COMPLETED": ("ChildWorkflowExecutionCompleted", {"result": v.get("result") or []}),
-                "FAILED": (
-                    "ChildWorkflowExecutionFailed",
-                    {"failure": v.get("failure") or {}, "retry_state": v.get("retry_state") or ""},
-                ),
-                "CANCELED": ("ChildWorkflowExecutionCanceled", {"details": v.get("details") or []}),
-                "TIMED_OUT": ("ChildWorkflowExecutionTimedOut", {"retry_state": v.get("retry_state") or ""}),
-                "TERMINATED": ("ChildWorkflowExecutionTerminated", {}),
-            }[outcome]
-            tx.append(run, event_type, {**ref, **extra, "started_event_id": -1})
-        tx.ensure_workflow_task(run)
-
     # -- timers ---------------------------------------------------------------------------
 
     def _timer_wft(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
@@ -633,10 +703,11 @@ class WorkflowHandler(WorkerCommands):
         tx.ensure_workflow_task(run)
 
     def _timer_run_timeout(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        tx.flush_buffer(run)
-        tx.close(run, "TIMED_OUT", "WorkflowExecutionTimedOut", {"retry_state": "TIMEOUT"})
+        # A run timeout may be retried by the workflow's retry policy; the execution timeout is final.
+        self.close_or_retry(tx, run, "TIMED_OUT", "WorkflowExecutionTimedOut", {}, failure=None)
 
-    _timer_exec_timeout = _timer_run_timeout
+    def _timer_exec_timeout(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
+        tx.close(run, "TIMED_OUT", "WorkflowExecutionTimedOut", {"retry_state": "TIMEOUT"})
 
     def _timer_timer(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
         timer_id = f["arg"]
@@ -673,3 +744,10 @@ class WorkflowHandler(WorkerCommands):
     def _timer_act_s2c(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
         if (act := self._activity_for_timer(run, f, None)) is not None:
             acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_CLOSE")
+
+
+if TYPE_CHECKING:
+
+    def _conforms(handler: WorkflowHandler) -> Handler:
+        # mypy proves the handler implements the engine's Handler protocol.
+        return handler

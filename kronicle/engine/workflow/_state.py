@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
+import re
 import struct
 import uuid
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "CF_RUNS",
     "COLUMN_FAMILIES",
     "WorkflowTopics",
+    "attributes_field",
     "continued_run_id",
     "dumps",
     "event_key",
@@ -119,3 +122,13 @@ def dumps(obj: Any) -> bytes:
 def loads(data: bytes) -> Any:
     """The inverse of :func:`dumps`."""
     return _from_json(json.loads(data))
+
+
+@functools.cache
+def attributes_field(type_name: str, suffix: str = "event") -> str:
+    """The field of an event (or worker command) that holds the attributes of ``type_name``.
+
+    ``WorkflowTaskScheduled`` -> ``workflow_task_scheduled_event_attributes``, as in Temporal.
+    """
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", type_name).lower()
+    return f"{snake}_{suffix}_attributes"

@@ -17,8 +17,16 @@ from collections.abc import Callable
 from typing import Any
 
 from kronicle.engine.handler import Context
-from kronicle.engine.workflow._state import CF_CURRENT, CF_EVENTS, CF_RUNS, WorkflowTopics, dumps, event_key, loads
-from kronicle.engine.workflow.schema_gen import attributes_field
+from kronicle.engine.workflow._state import (
+    CF_CURRENT,
+    CF_EVENTS,
+    CF_RUNS,
+    WorkflowTopics,
+    attributes_field,
+    dumps,
+    event_key,
+    loads,
+)
 
 __all__ = ["Config", "Run", "Tx", "WorkflowOptions"]
 
@@ -67,6 +75,8 @@ class WorkflowOptions:
     """Most signals one run accepts; continue-as-new starts a fresh count."""
     max_pending_children: int = 2000
     """Most child workflows one run may have pending."""
+    max_pending_updates: int = 10
+    """Most updates one run may have requested or accepted but not completed (Temporal's default)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -201,6 +211,29 @@ class Tx:
 
     # -- workflow tasks -------------------------------------------------------
 
+    def undeliver_updates(self, run: Run) -> None:
+        """Updates sent with a task that ended without answering them go out again with the next one."""
+        for update in run["updates"].values():
+            if update["state"] == "DELIVERED":
+                update["state"] = "REQUESTED"
+
+    def has_requested_updates(self, run: Run) -> bool:
+        """Whether an update waits to be delivered in a workflow task."""
+        return any(u["state"] == "REQUESTED" for u in run["updates"].values())
+
+    def update_result(self, run: Run, update_id: str, stage: str, **fields: Any) -> None:
+        """Tell the update's caller how far it got (if it named a reply topic)."""
+        reply_to = run["updates"].get(update_id, {}).get("reply_to")
+        if reply_to:
+            value = {
+                "workflow_id": run["workflow_id"],
+                "run_id": run["run_id"],
+                "update_id": update_id,
+                "stage": stage,
+                **fields,
+            }
+            self.emit(reply_to, "kronicle.workflow.UpdateResult", value)
+
     def ensure_workflow_task(self, run: Run) -> None:
         """Schedule a workflow task unless one is outstanding, backing off, or the run is closed."""
         if run["status"] == "RUNNING" and run["wft"] is None and not run["wft_backoff"]:
@@ -216,6 +249,12 @@ class Tx:
             {"task_queue": run["task_queue"], "start_to_close_timeout_ms": timeout, "attempt": attempt},
         )
         run["wft"] = {"scheduled_event_id": sid, "attempt": attempt, "scheduled_time": self.now}
+        updates = []
+        for update_id, update in run["updates"].items():
+            if update["state"] == "REQUESTED":
+                update["state"] = "DELIVERED"
+                fields = ("name", "input", "header", "identity")
+                updates.append({"update_id": update_id, **{f: update[f] for f in fields}})
         self.timer(run, "wft", "", self.now + timeout, scheduled_event_id=sid, attempt=attempt)
         task = {
             "workflow_id": run["workflow_id"],
@@ -227,6 +266,7 @@ class Tx:
             "first_event_id": run["wft_first_event_id"],
             "scheduled_time_ms": self.now,
             "start_to_close_timeout_ms": timeout,
+            "updates": updates,
         }
         topic = self.cfg.topics.workflow_tasks(run["task_queue"])
         self.ops.append(lambda: self._dispatch_workflow_task(topic, task))
@@ -295,7 +335,7 @@ class Tx:
 
     # -- closing ----------------------------------------------------------------
 
-    def close(self, run: Run, status: str, event_type: str, attrs: dict[str, Any]) -> None:
+    def close(self, run: Run, status: str, event_type: str, attrs: dict[str, Any], *, final: bool = True) -> None:
         """Write the buffered events, the run's closing event; disarm its timers; publish its visibility record."""
         self.flush_buffer(run)
         self.add_event(run, event_type, attrs)
@@ -313,7 +353,11 @@ class Tx:
         run["timers"] = {}
         run["activities"] = {}
         self._apply_parent_close_policy(run)
-        if run["parent"] is not None and status != "CONTINUED_AS_NEW":
+        for update_id in list(run["updates"]):
+            failure = {"message": f"workflow closed ({status}) before the update completed", "source": "Kronicle"}
+            self.update_result(run, update_id, "ABORTED", failure=failure)
+        run["updates"] = {}
+        if run["parent"] is not None and final and status != "CONTINUED_AS_NEW":
             self.notify_parent(
                 run,
                 status,

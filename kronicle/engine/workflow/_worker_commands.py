@@ -14,7 +14,7 @@ from typing import Any
 
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
-from kronicle.engine.workflow._state import continued_run_id, start_run_id
+from kronicle.engine.workflow._state import CF_EVENTS, attributes_field, continued_run_id, event_key, start_run_id
 from kronicle.engine.workflow._tx import Config, Run, Tx
 
 __all__ = ["WorkerCommands"]
@@ -49,6 +49,9 @@ class WorkerCommands:
         initiator: str = "",
         signal: dict[str, Any] | None = None,
         parent: dict[str, Any] | None = None,
+        retry_policy: dict[str, Any] | None = None,
+        attempt: int = 1,
+        continued_failure: dict[str, Any] | None = None,
     ) -> Run:
         opts = self._cfg.options
         task_timeout = min(task_timeout_ms or opts.default_workflow_task_timeout_ms, opts.max_workflow_task_timeout_ms)
@@ -80,6 +83,11 @@ class WorkerCommands:
             "signal_count": 0,
             "parent": parent,
             "children": {},
+            "externals": {},
+            "updates": {},
+            "completed_updates": {},
+            "retry_policy": retry_policy,
+            "attempt": attempt,
         }
         tx.add_run(run)
         tx.add_event(
@@ -98,7 +106,8 @@ class WorkerCommands:
                 "first_execution_run_id": run["first_run_id"],
                 "identity": identity,
                 "request_id": request_id,
-                "attempt": 1,
+                "attempt": attempt,
+                "continued_failure": continued_failure,
                 "workflow_execution_expiration_time_ms": expiration_ms,
                 "first_workflow_task_backoff_ms": delay_ms,
                 "memo": memo,
@@ -206,12 +215,54 @@ class WorkerCommands:
     def _cmd_FailWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
         if a.get("failure") is None:
             raise BadCommand("BAD_FAIL_WORKFLOW_EXECUTION_ATTRIBUTES", "failure is required")
-        attrs = {
-            "failure": a["failure"],
-            "retry_state": "RETRY_POLICY_NOT_SET",
-            "workflow_task_completed_event_id": completed,
-        }
-        tx.close(run, "FAILED", "WorkflowExecutionFailed", attrs)
+        attrs = {"failure": a["failure"], "workflow_task_completed_event_id": completed}
+        self.close_or_retry(tx, run, "FAILED", "WorkflowExecutionFailed", attrs, failure=a["failure"])
+
+    def close_or_retry(
+        self, tx: Tx, run: Run, status: str, event_type: str, attrs: dict[str, Any], *, failure: dict[str, Any] | None
+    ) -> None:
+        """Close a failed or timed-out run; if its retry policy allows, start the next attempt as a new run."""
+        policy = run["retry_policy"]
+        if policy is None:
+            state = "RETRY_POLICY_NOT_SET" if status == "FAILED" else "TIMEOUT"
+            tx.close(run, status, event_type, {**attrs, "retry_state": state})
+            return
+        delay, state = acts.retry_delay(
+            {"retry_policy": policy, "attempt": run["attempt"], "s2c": 0, "scheduled_time": 0}, failure, tx.now
+        )
+        if delay is not None and run["expiration_ms"] and tx.now + delay >= run["expiration_ms"]:
+            delay, state = None, "TIMEOUT"
+        if delay is None:
+            tx.close(run, status, event_type, {**attrs, "retry_state": state})
+            return
+        new_run_id = continued_run_id(run["run_id"])
+        tx.close(
+            run, status, event_type, {**attrs, "retry_state": state, "new_execution_run_id": new_run_id}, final=False
+        )
+        raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], 1))
+        started = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionStarted")] if raw else {}
+        self._start_run(
+            tx,
+            run_id=new_run_id,
+            workflow_type=run["workflow_type"],
+            task_queue=run["task_queue"],
+            input_=started.get("input") or [],
+            run_timeout_ms=run["run_timeout_ms"],
+            task_timeout_ms=run["task_timeout_ms"],
+            expiration_ms=run["expiration_ms"],
+            execution_timeout_ms=run["execution_timeout_ms"],
+            delay_ms=delay,
+            memo=run["memo"],
+            search_attributes=run["search_attributes"],
+            header=started.get("header") or {},
+            first_run_id=run["first_run_id"],
+            continued_from=run["run_id"],
+            initiator="RETRY_POLICY",
+            parent=run["parent"],
+            retry_policy=policy,
+            attempt=run["attempt"] + 1,
+            continued_failure=failure,
+        )
 
     def _cmd_CancelWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
         attrs = {"details": a.get("details") or [], "workflow_task_completed_event_id": completed}
@@ -268,6 +319,7 @@ class WorkerCommands:
             continued_from=run["run_id"],
             initiator="WORKFLOW",
             parent=run["parent"],
+            retry_policy=run["retry_policy"],
         )
 
     def _cmd_RecordMarker(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
@@ -365,5 +417,119 @@ class WorkerCommands:
             "search_attributes": a.get("search_attributes") or {},
             "header": a.get("header") or {},
             "parent": {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated},
+            "retry_policy": a.get("retry_policy"),
         }
         tx.emit(tx.cfg.topics.commands, "kronicle.workflow.StartWorkflow", start, key=workflow_id.encode())
+
+    def _external(self, run: Run, kind: str, a: dict[str, Any], initiated: int, completed: int) -> dict[str, Any]:
+        """Remember a command sent to another workflow; returns the ``origin`` it carries."""
+        run["externals"][str(initiated)] = {
+            "kind": kind,
+            "workflow_id": a["workflow_id"],
+            "run_id": a.get("run_id") or "",
+            "workflow_task_completed_event_id": completed,
+        }
+        return {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated}
+
+    def _cmd_SignalExternalWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        if not a.get("workflow_id") or not a.get("signal_name"):
+            raise BadCommand("BAD_SIGNAL_WORKFLOW_EXECUTION_ATTRIBUTES", "workflow_id and signal_name are required")
+        initiated = tx.add_event(
+            run,
+            "SignalExternalWorkflowExecutionInitiated",
+            {
+                "workflow_id": a["workflow_id"],
+                "run_id": a.get("run_id") or "",
+                "signal_name": a["signal_name"],
+                "input": a.get("input") or [],
+                "header": a.get("header") or {},
+                "child_workflow_only": bool(a.get("child_workflow_only")),
+                "workflow_task_completed_event_id": completed,
+            },
+        )
+        origin = self._external(run, "signal", a, initiated, completed)
+        signal = {
+            "workflow_id": a["workflow_id"],
+            "run_id": a.get("run_id") or "",
+            "signal_name": a["signal_name"],
+            "input": a.get("input") or [],
+            "header": a.get("header") or {},
+            # Deterministic, so a re-sent command is deduplicated by the target.
+            "request_id": f"external\x00{run['run_id']}\x00{initiated}",
+            "identity": f"workflow {run['workflow_id']}",
+            "origin": origin,
+        }
+        key = a["workflow_id"].encode()
+        tx.emit(tx.cfg.topics.commands, "kronicle.workflow.SignalWorkflow", signal, key=key)
+
+    def _cmd_RequestCancelExternalWorkflowExecution(
+        self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
+    ) -> None:
+        if not a.get("workflow_id"):
+            raise BadCommand("BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES", "workflow_id is required")
+        initiated = tx.add_event(
+            run,
+            "RequestCancelExternalWorkflowExecutionInitiated",
+            {
+                "workflow_id": a["workflow_id"],
+                "run_id": a.get("run_id") or "",
+                "reason": a.get("reason") or "",
+                "child_workflow_only": bool(a.get("child_workflow_only")),
+                "workflow_task_completed_event_id": completed,
+            },
+        )
+        origin = self._external(run, "cancel", a, initiated, completed)
+        cancel = {
+            "workflow_id": a["workflow_id"],
+            "run_id": a.get("run_id") or "",
+            "request_id": f"external\x00{run['run_id']}\x00{initiated}",
+            "reason": a.get("reason") or "",
+            "identity": f"workflow {run['workflow_id']}",
+            "origin": origin,
+        }
+        key = a["workflow_id"].encode()
+        tx.emit(tx.cfg.topics.commands, "kronicle.workflow.RequestCancelWorkflow", cancel, key=key)
+
+    def _cmd_UpdateResponse(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
+        bad = "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
+        update_id, outcome = a.get("update_id") or "", a.get("outcome") or ""
+        update = run["updates"].get(update_id)
+        expected = {"ACCEPTED": "DELIVERED", "REJECTED": "DELIVERED", "COMPLETED": "ACCEPTED"}
+        if update is None or outcome not in expected or update["state"] != expected[outcome]:
+            state = update["state"] if update else "unknown"
+            raise BadCommand(bad, f"update {update_id!r} is {state}; it cannot be answered with {outcome!r}")
+        if outcome == "REJECTED":
+            # A rejected update leaves no trace in history; only its caller hears of it.
+            tx.update_result(run, update_id, "REJECTED", failure=a.get("failure"))
+            del run["updates"][update_id]
+        elif outcome == "ACCEPTED":
+            update["state"] = "ACCEPTED"
+            update["accepted_event_id"] = tx.add_event(
+                run,
+                "WorkflowExecutionUpdateAccepted",
+                {
+                    "update_id": update_id,
+                    "name": update["name"],
+                    "input": update["input"],
+                    "header": update["header"],
+                    "identity": update["identity"],
+                    "workflow_task_completed_event_id": completed,
+                },
+            )
+            tx.update_result(run, update_id, "ACCEPTED")
+        else:
+            event_id = tx.add_event(
+                run,
+                "WorkflowExecutionUpdateCompleted",
+                {
+                    "update_id": update_id,
+                    "accepted_event_id": update["accepted_event_id"],
+                    "result": a.get("result") or [],
+                    "failure": a.get("failure"),
+                },
+            )
+            tx.update_result(run, update_id, "COMPLETED", result=a.get("result") or [], failure=a.get("failure"))
+            del run["updates"][update_id]
+            run["completed_updates"][update_id] = event_id

@@ -163,7 +163,8 @@ class Bench:
         return out
 
     def workflow_tasks(self, queue: str = "q") -> list[dict[str, Any]]:
-        return [v for _, v in self.records(self.topics.workflow_tasks(queue))]
+        # QueryTask records share the topic; workflow tasks are the ones with a scheduled event.
+        return [v for _, v in self.records(self.topics.workflow_tasks(queue)) if "scheduled_event_id" in v]
 
     def activity_tasks(self, queue: str = "q") -> list[dict[str, Any]]:
         return [v for _, v in self.records(self.topics.activity_tasks(queue))]

@@ -176,3 +176,63 @@ def test_duplicate_pending_child_id_fails_the_task() -> None:
     b.complete_task("parent", [start, start])
     assert attrs(b.history("parent")[3])["cause"] == "BAD_START_CHILD_EXECUTION_ATTRIBUTES"
     assert b.records(b.topics.commands) == []
+
+
+# -- signals and cancellation to other workflows ------------------------------------------
+
+
+def _two(b: Bench) -> None:
+    b.start("target")
+    b.complete_task("target", [])
+    b.start("sender")
+
+
+def test_signal_external_reaches_the_target_and_is_confirmed() -> None:
+    b = Bench()
+    _two(b)
+    b.complete_task(
+        "sender", [command("SignalExternalWorkflowExecution", workflow_id="target", signal_name="go", input=[b"1"])]
+    )
+    assert b.types("sender")[-1] == "SignalExternalWorkflowExecutionInitiated"
+    b.deliver()
+    signaled = attrs(b.history("target")[-2])
+    assert (signaled["signal_name"], signaled["input"], signaled["identity"]) == ("go", [b"1"], "workflow sender")
+    events = b.history("sender")
+    assert [e["event_type"] for e in events][-2:] == ["ExternalWorkflowExecutionSignaled", "WorkflowTaskScheduled"]
+    assert attrs(events[-2]) == {
+        "workflow_id": "target",
+        "run_id": b.run("target")["run_id"],
+        "initiated_event_id": 5,
+    }
+    assert b.run("sender")["externals"] == {}
+
+
+def test_signal_external_to_a_missing_workflow_fails() -> None:
+    b = Bench()
+    b.start("sender")
+    b.complete_task("sender", [command("SignalExternalWorkflowExecution", workflow_id="nobody", signal_name="go")])
+    b.deliver()
+    failed = attrs(b.history("sender")[-2])
+    assert b.types("sender")[-2] == "SignalExternalWorkflowExecutionFailed"
+    assert (failed["cause"], failed["initiated_event_id"]) == ("EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND", 5)
+
+
+def test_resent_external_signal_is_applied_once() -> None:
+    b = Bench()
+    _two(b)
+    b.complete_task("sender", [command("SignalExternalWorkflowExecution", workflow_id="target", signal_name="go")])
+    ((_, signal),) = b.records(b.topics.commands)
+    b.deliver()
+    b.send("SignalWorkflow", signal)  # the same record delivered again
+    b.deliver()
+    assert b.types("target").count("WorkflowExecutionSignaled") == 1
+    assert b.handler.stats["stale_external_result"] == 1
+
+
+def test_cancel_external_requests_cancellation_of_the_target() -> None:
+    b = Bench()
+    _two(b)
+    b.complete_task("sender", [command("RequestCancelExternalWorkflowExecution", workflow_id="target", reason="stop")])
+    b.deliver()
+    assert b.run("target")["cancel_requested"] is True
+    assert b.types("sender")[-2] == "ExternalWorkflowExecutionCancelRequested"

@@ -272,3 +272,117 @@ def test_signal_naming_an_explicit_old_run_is_rejected() -> None:
         _signal(b, run_id=first)
     _signal(b)
     assert "WorkflowExecutionSignaled" not in b.types("wf", first)
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+
+def _query(b: Bench, **fields: Any) -> None:
+    value = {"workflow_id": "wf", "query_id": "q1", "query_type": "approved", "query_args": [b"a"], "reply_to": "qr"}
+    b.send("QueryWorkflow", {**value, **fields})
+
+
+def test_query_is_forwarded_to_the_owning_worker_without_changing_state() -> None:
+    b = Bench()
+    run_id = _idle(b)
+    state = {k: v for k, v in b.ctx.state.items()}
+    _query(b)
+    assert b.ctx.state == state
+    key, task = b.records(b.topics.workflow_tasks("q"))[-1]
+    assert key == b"wf"
+    assert (task["run_id"], task["query_type"], task["query_args"], task["reply_to"]) == (
+        run_id,
+        "approved",
+        [b"a"],
+        "qr",
+    )
+    assert (task["history_length"], task["closed"]) == (4, False)
+
+
+def test_closed_workflow_still_answers_queries() -> None:
+    b = Bench()
+    _closed(b)
+    _query(b)
+    task = b.records(b.topics.workflow_tasks("q"))[-1][1]
+    assert task["closed"] is True
+    assert task["history_length"] == len(b.history("wf"))
+
+
+def test_query_to_unknown_workflow_is_answered_with_not_found() -> None:
+    b = Bench()
+    _query(b)
+    assert b.records("qr")[-1][1]["error_type"] == "WorkflowNotFound"
+
+
+# -- workflow retry policy ------------------------------------------------------------------------
+
+
+def test_failed_run_is_retried_as_a_new_run_after_backoff() -> None:
+    b = Bench()
+    first = b.start("wf", input=[b"in"], retry_policy={"maximum_attempts": 3})
+    b.complete_task("wf", [command("FailWorkflowExecution", failure={"message": "x", "type": "Oops"})])
+    second = continued_run_id(first)
+    failed = attrs(b.history("wf", first)[-1])
+    assert (failed["retry_state"], failed["new_execution_run_id"]) == ("IN_PROGRESS", second)
+    assert b.run("wf", first)["status"] == "FAILED"
+    new = b.history("wf", second)
+    started = attrs(new[0])
+    assert (started["attempt"], started["initiator"], started["input"]) == (2, "RETRY_POLICY", [b"in"])
+    assert started["continued_failure"]["type"] == "Oops"
+    assert started["first_workflow_task_backoff_ms"] == 1000
+    assert [e["event_type"] for e in new] == ["WorkflowExecutionStarted"]
+    b.advance(1000)
+    assert b.types("wf", second)[-1] == "WorkflowTaskScheduled"
+
+
+def test_workflow_retries_stop_at_maximum_attempts_and_for_non_retryable_types() -> None:
+    b = Bench()
+    b.start("wf", retry_policy={"maximum_attempts": 2, "non_retryable_error_types": ["Fatal"]})
+    b.complete_task("wf", [command("FailWorkflowExecution", failure={"message": "x"})])
+    b.advance(1000)
+    b.complete_task("wf", [command("FailWorkflowExecution", failure={"message": "x"})])
+    assert attrs(b.history("wf")[-1])["retry_state"] == "MAXIMUM_ATTEMPTS_REACHED"
+    b2 = Bench()
+    b2.start("wf", retry_policy={"non_retryable_error_types": ["Fatal"]})
+    b2.complete_task("wf", [command("FailWorkflowExecution", failure={"message": "x", "type": "Fatal"})])
+    assert attrs(b2.history("wf")[-1])["retry_state"] == "NON_RETRYABLE_FAILURE"
+
+
+def test_run_timeout_is_retried_but_not_past_the_execution_timeout() -> None:
+    b = Bench()
+    first = b.start("wf", run_timeout_ms=1_000, execution_timeout_ms=2_500, retry_policy={"initial_interval_ms": 100})
+    b.advance(1_000)
+    assert attrs(b.history("wf", first)[-1])["retry_state"] == "IN_PROGRESS"
+    second = continued_run_id(first)
+    b.advance(1_100)  # backoff 100 ms, then the second run times out
+    assert b.run("wf", second)["status"] == "TIMED_OUT"
+    assert attrs(b.history("wf", second)[-1])["retry_state"] == "IN_PROGRESS"
+    b.advance(400)
+    assert b.run("wf")["status"] == "TIMED_OUT"
+    assert attrs(b.history("wf")[-1])["retry_state"] == "TIMEOUT"
+
+
+def test_retried_child_reports_only_its_final_attempt() -> None:
+    b = Bench()
+    b.start("parent")
+    b.complete_task(
+        "parent",
+        [
+            command(
+                "StartChildWorkflowExecution",
+                workflow_id="child",
+                workflow_type="C",
+                retry_policy={"maximum_attempts": 2},
+            )
+        ],
+    )
+    b.deliver()
+    b.complete_task("parent", [])
+    b.complete_task("child", [command("FailWorkflowExecution", failure={"message": "1"})])
+    b.deliver()
+    assert "ChildWorkflowExecutionFailed" not in b.types("parent")
+    b.advance(1000)
+    b.complete_task("child", [command("FailWorkflowExecution", failure={"message": "2"})])
+    b.deliver()
+    assert b.types("parent")[-2] == "ChildWorkflowExecutionFailed"
+    assert attrs(b.history("parent")[-2])["failure"]["message"] == "2"

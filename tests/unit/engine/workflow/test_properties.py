@@ -51,6 +51,7 @@ KINDS = (
     "deliver",
     "deliver",
     "deliver",
+    "update",
 )
 
 _op = st.tuples(st.sampled_from(KINDS), st.integers(0, 1_000_000), st.integers(0, 1_000_000))
@@ -74,6 +75,14 @@ def _commands(b: Bench, wid: str, seed: int) -> list[dict[str, Any]]:
                 ]
             )
         ]
+    for update_id, update in (state["updates"] if state else {}).items():
+        outcome = {"DELIVERED": rnd.choice(["ACCEPTED", "REJECTED", "NONE"]), "ACCEPTED": "COMPLETED"}.get(
+            update["state"], "NONE"
+        )
+        if rnd.random() < 0.2:
+            outcome = rnd.choice(["ACCEPTED", "REJECTED", "COMPLETED"])  # sometimes out of order
+        if outcome != "NONE":
+            out.append(command("UpdateResponse", update_id=update_id, outcome=outcome, result=[b"u"]))
     for _ in range(rnd.randint(0, 3)):
         choice = rnd.randrange(22)
         n = rnd.randrange(3)
@@ -94,7 +103,13 @@ def _commands(b: Bench, wid: str, seed: int) -> list[dict[str, Any]]:
         elif choice == 6:
             sid = rnd.choice(pending) if pending and rnd.random() < 0.8 else rnd.randrange(1, 30)
             out.append(command("RequestCancelActivityTask", scheduled_event_id=sid))
-        elif choice in (7, 12, 14, 15, 16, 17):
+        elif choice == 16:
+            target = rnd.choice((*WIDS, "nobody"))
+            out.append(command("SignalExternalWorkflowExecution", workflow_id=target, signal_name="x"))
+        elif choice == 17:
+            target = rnd.choice(WIDS)
+            out.append(command("RequestCancelExternalWorkflowExecution", workflow_id=target))
+        elif choice in (7, 12, 14, 15):
             policy = rnd.choice(["TERMINATE", "ABANDON", "REQUEST_CANCEL"])
             out.append(
                 command(
@@ -118,7 +133,7 @@ def _pick(items: list[dict[str, Any]], y: int) -> dict[str, Any] | None:
     if not items:
         return None
     # Mostly the latest (the live one), sometimes an old one (stale or duplicate delivery).
-    return items[-1] if y % 4 else items[y % len(items)]
+    return items[y % len(items)] if y % 4 == 3 else items[-1]
 
 
 def apply(b: Bench, op: tuple[str, int, int]) -> None:
@@ -127,7 +142,14 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
     try:
         if kind == "start":
             policy = ("UNSPECIFIED", "USE_EXISTING", "TERMINATE_EXISTING")[y % 3]
-            b.start(wid, request_id=f"r{y % 4}", id_conflict_policy=policy, run_timeout_ms=(y % 3) * 20_000)
+            retry = {"maximum_attempts": y % 3} if y % 5 == 1 else None
+            b.start(
+                wid,
+                request_id=f"r{y % 4}",
+                id_conflict_policy=policy,
+                run_timeout_ms=(y % 3) * 20_000,
+                retry_policy=retry,
+            )
         elif kind in ("complete", "fail_task"):
             task = _pick([t for t in b.workflow_tasks() if t["workflow_id"] == wid], y)
             if task is None:
@@ -153,6 +175,8 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
             b.send("RequestCancelWorkflow", {"workflow_id": wid})
         elif kind == "terminate":
             b.send("TerminateWorkflow", {"workflow_id": wid, "reason": "prop"})
+        elif kind == "update":
+            b.send("UpdateWorkflow", {"workflow_id": wid, "update_id": f"u{y % 3}", "name": "n", "reply_to": "r"})
         elif kind == "deliver":
             b.deliver()
         else:
@@ -201,6 +225,9 @@ def check_invariants(b: Bench) -> None:
         ]
         assert len(closed_children) == len(set(closed_children)) and set(closed_children) <= initiated
         assert len(started_children) == len(set(started_children)) and set(started_children) <= initiated
+        accepted = [attrs(e)["update_id"] for e in events if e["event_type"] == "WorkflowExecutionUpdateAccepted"]
+        done = [attrs(e)["update_id"] for e in events if e["event_type"] == "WorkflowExecutionUpdateCompleted"]
+        assert len(accepted) == len(set(accepted)) and len(done) == len(set(done)) and set(done) <= set(accepted)
         # While running, pending ones are exactly those not closed yet (closing events may wait in the buffer).
         if run["status"] == "RUNNING":
             buffered = [(t, a) for t, a, _ in run["buffer"]]

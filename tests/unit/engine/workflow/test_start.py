@@ -155,3 +155,17 @@ def test_codec_round_trips_the_task() -> None:
     b.start("wf")
     task = b.workflow_tasks()[0]
     assert CODEC.decode(CODEC.encode("kronicle.workflow.WorkflowTask", task))[1] == task
+
+
+def test_malformed_command_is_dead_lettered_without_effects() -> None:
+    b = Bench()
+    b.start("wf")
+    before = b.snapshot()
+    from kronicle.engine.handler import CommandRecord
+
+    value = {"workflow_id": "wf", "run_id": b.run("wf")["run_id"]}  # no scheduled_event_id
+    record = CommandRecord(0, 99, b"wf", "kronicle.workflow.CompleteWorkflowTask", value, (), T0)
+    with pytest.raises(InvalidCommand, match="malformed"):
+        b.handler.handle(b.ctx, record)
+    b.ctx.writes, b.ctx.outputs, b.ctx.timer_ops = {}, [], []
+    assert b.snapshot() == before
