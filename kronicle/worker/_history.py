@@ -62,6 +62,8 @@ _COMMAND_KEY_KINDS = {
     "MarkerRecorded": "SetPatchMarker",
     "UpsertWorkflowSearchAttributes": "UpsertSearchAttributes",
     "StartChildWorkflowExecutionInitiated": "StartChildWorkflow",
+    "SignalExternalWorkflowExecutionInitiated": "SignalExternalWorkflow",
+    "RequestCancelExternalWorkflowExecutionInitiated": "RequestCancelExternalWorkflow",
     "WorkflowExecutionCompleted": "CompleteWorkflow",
     "WorkflowExecutionFailed": "FailWorkflow",
     "WorkflowExecutionCanceled": "CancelWorkflowExecution",
@@ -72,6 +74,14 @@ _COMMAND_KEY_KINDS = {
 # legitimately lacks some of them.
 _UNCHECKED_COMMANDS = (act.CancelTimer, act.RequestCancelActivity, act.CancelChildWorkflow)
 _UNCHECKED_EVENTS = {"TimerCanceled", "ActivityTaskCancelRequested"}
+# Everything a completion's commands write right after its WorkflowTaskCompleted. Results that
+# carry workflow_task_completed_event_id too (e.g. StartChildWorkflowExecutionFailed) are jobs.
+_COMMAND_EVENTS = {
+    *_COMMAND_KEY_KINDS,
+    *_UNCHECKED_EVENTS,
+    "WorkflowExecutionUpdateAccepted",
+    "WorkflowExecutionUpdateCompleted",
+}
 
 
 class WorkflowTaskFailedError(Exception):
@@ -167,7 +177,9 @@ class RunHistory:
         self._activity_event: dict[int, int] = {}  # seq -> scheduled event id
         self._timer_seq: dict[str, int] = {}
         self._child_seq: dict[int, int] = {}
-        self._counts: dict[str, int] = {"activity": 0, "timer": 0, "child": 0}
+        self._child_workflow_id: dict[int, str] = {}  # child seq -> workflow id
+        self._external_seq: dict[int, tuple[str, int]] = {}  # initiated event id -> (kind, seq)
+        self._counts: dict[str, int] = {"activity": 0, "timer": 0, "child": 0, "signal": 0, "cancel": 0}
         self.closed = False
         """True once a closing event has been applied."""
         self.replayed_tasks = 0
@@ -199,8 +211,10 @@ class RunHistory:
             if kind == "WorkflowTaskStarted" and following and following["event_type"] == "WorkflowTaskCompleted":
                 j = i + 2
                 group: list[Mapping[str, Any]] = []
-                while j < len(events) and int(attrs(events[j]).get("workflow_task_completed_event_id") or 0) == int(
-                    following["event_id"]
+                while (
+                    j < len(events)
+                    and events[j]["event_type"] in _COMMAND_EVENTS
+                    and int(attrs(events[j]).get("workflow_task_completed_event_id") or 0) == int(following["event_id"])
                 ):
                     group.append(events[j])
                     j += 1
@@ -305,7 +319,17 @@ class RunHistory:
         elif kind == "StartChildWorkflowExecutionInitiated":
             seq = self._next("child")
             self._child_seq[eid] = seq
+            self._child_workflow_id[seq] = str(a.get("workflow_id", ""))
             label = a.get("workflow_type", "")
+        elif kind == "SignalExternalWorkflowExecutionInitiated":
+            seq = self._next("signal")
+            self._external_seq[eid] = ("signal", seq)
+            label = a.get("signal_name", "")
+        elif kind == "RequestCancelExternalWorkflowExecutionInitiated":
+            if a.get("child_workflow_only"):
+                return None  # how CancelChildWorkflow travels; the child's own events resolve it
+            seq = self._next("cancel")
+            self._external_seq[eid] = ("cancel", seq)
         elif kind == "MarkerRecorded":
             if a.get("marker_name") != PATCH_MARKER:
                 return None  # markers of kinds this SDK does not write are not commands of its code
@@ -393,6 +417,13 @@ class RunHistory:
                 )
             case "WorkflowExecutionCancelRequested":
                 return act.CancelWorkflow(a.get("cause") or "")
+            case (
+                "ExternalWorkflowExecutionSignaled"
+                | "SignalExternalWorkflowExecutionFailed"
+                | "ExternalWorkflowExecutionCancelRequested"
+                | "RequestCancelExternalWorkflowExecutionFailed"
+            ):
+                return self._external_resolution(kind, a)
             case "ChildWorkflowExecutionStarted":
                 return act.ResolveChildWorkflowStart(self._child_seq[int(a["initiated_event_id"])], run_id=a["run_id"])
             case "StartChildWorkflowExecutionFailed":
@@ -409,6 +440,25 @@ class RunHistory:
             ):
                 return await self._child_resolution(kind, a)
         return None
+
+    def _external_resolution(self, kind: str, a: Mapping[str, Any]) -> act.Job | None:
+        entry = self._external_seq.get(int(a.get("initiated_event_id") or 0))
+        if entry is None:
+            return None  # a child-only cancel request (CancelChildWorkflow): nothing waits on it
+        what, seq = entry
+        failure: Failure | None = None
+        if kind.endswith("Failed"):
+            failure = {
+                "message": f"Unable to {'signal' if what == 'signal' else 'cancel'} external workflow "
+                f"{a.get('workflow_id', '')!r}: {a.get('cause') or 'not found'}",
+                "type": "ExternalWorkflowExecutionNotFound",
+                "kind": "application",
+                "source": "Kronicle",
+                "non_retryable": True,
+            }
+        if what == "signal":
+            return act.ResolveSignalExternalWorkflow(seq, failure)
+        return act.ResolveRequestCancelExternalWorkflow(seq, failure)
 
     async def _child_resolution(self, kind: str, a: Mapping[str, Any]) -> act.Job:
         seq = self._child_seq[int(a["initiated_event_id"])]
@@ -504,6 +554,10 @@ class RunHistory:
         """The ``started_time_ms`` to report for a task activated at ``now`` (same clamp as the activation)."""
         return max(int(now.timestamp() * 1000), self._last_time_ms)
 
+    def child_workflow_id(self, seq: int, started_now: Mapping[int, str]) -> str:
+        """The workflow id of child ``seq`` (from history, or started in this completion)."""
+        return self._child_workflow_id.get(seq) or started_now.get(seq, "")
+
     def activity_scheduled_event_id(self, seq: int, predicted: Mapping[int, int]) -> int:
         """The scheduled event id of activity ``seq`` (from history, else predicted for this completion)."""
         if seq in self._activity_event:
@@ -568,6 +622,7 @@ async def commands_to_wire(
     # Events of this completion start after WorkflowTaskStarted (S+1) and WorkflowTaskCompleted (S+2).
     next_event = scheduled_event_id + 3
     predicted: dict[int, int] = {}
+    children_now: dict[int, str] = {}
     for c in commands:
         match c:
             case act.ScheduleActivity():
@@ -630,6 +685,7 @@ async def commands_to_wire(
                 values = {k: conv.to_payload(v) for k, v in c.search_attributes.items()}
                 out.append(_command("UpsertWorkflowSearchAttributes", search_attributes=await payload_map(values)))
             case act.StartChildWorkflow():
+                children_now[c.seq] = c.workflow_id
                 out.append(
                     _command(
                         "StartChildWorkflowExecution",
@@ -649,6 +705,39 @@ async def commands_to_wire(
                         search_attributes=await payload_map(
                             {k: conv.to_payload(v) for k, v in (c.search_attributes or {}).items()}
                         ),
+                    )
+                )
+            case act.SignalExternalWorkflow():
+                out.append(
+                    _command(
+                        "SignalExternalWorkflowExecution",
+                        workflow_id=c.workflow_id,
+                        run_id=c.run_id or "",
+                        signal_name=c.signal_name,
+                        input=await payloads(c.args),
+                        header={},
+                        child_workflow_only=c.child_workflow_only,
+                    )
+                )
+            case act.RequestCancelExternalWorkflow():
+                out.append(
+                    _command(
+                        "RequestCancelExternalWorkflowExecution",
+                        workflow_id=c.workflow_id,
+                        run_id=c.run_id or "",
+                        reason="",
+                        child_workflow_only=False,
+                    )
+                )
+            case act.CancelChildWorkflow():
+                # As in Temporal: a cancel request restricted to this workflow's child.
+                out.append(
+                    _command(
+                        "RequestCancelExternalWorkflowExecution",
+                        workflow_id=run.child_workflow_id(c.seq, children_now),
+                        run_id="",
+                        reason="",
+                        child_workflow_only=True,
                     )
                 )
             case act.RespondToQuery() | act.UpdateResponse():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from kronicle.common import RetryPolicy
 from kronicle.engine.workflow.schema_gen import attributes_field
@@ -223,3 +224,40 @@ async def test_continue_as_new_and_search_attributes() -> None:
     assert started["continued_execution_run_id"] and started["initiator"] == "WORKFLOW"
     upsert = next(e for e in history if e["event_type"] == "UpsertWorkflowSearchAttributes")
     assert value([attrs(upsert)["search_attributes"]["Count"]]) == 3
+
+
+async def drive(loop: MemoryLoop, workflow_id: str, rounds: int = 30) -> list[dict[str, Any]]:
+    for _ in range(rounds):
+        await loop.run_until_idle()
+        if loop.bench.deliver() == 0 and not await loop.step():
+            if loop.types(workflow_id)[-1].startswith("WorkflowExecution") and loop.types(workflow_id)[-1] not in (
+                "WorkflowExecutionStarted",
+                "WorkflowExecutionSignaled",
+            ):
+                break
+            loop.bench.advance(1000)
+    return loop.history(workflow_id)
+
+
+async def test_signals_to_external_workflows_are_delivered_and_a_missing_target_fails() -> None:
+    from tests.unit.worker.workflows import Signaller
+
+    loop = MemoryLoop([Signaller, Approval])
+    loop.start("target", "Approval")
+    loop.start("sender", "Signaller", "target")
+    history = await drive(loop, "sender")
+    assert value(attrs(history[-1])["result"]) == "signalled; missing: ApplicationError"
+    target = await drive(loop, "target")
+    assert value(attrs(target[-1])["result"]) == ["ext-1", "ext-2"]
+    assert (await Replayer(workflows=[Signaller]).replay_workflow(history)).replay_failure is None
+
+
+async def test_cancelling_a_child_cancels_it_and_the_parent_sees_cancelled_error() -> None:
+    from tests.unit.worker.workflows import CancelsChild
+
+    loop = MemoryLoop([CancelsChild, Approval])
+    loop.start("parent", "CancelsChild")
+    history = await drive(loop, "parent")
+    assert value(attrs(history[-1])["result"]) == "child: CancelledError"
+    assert loop.types("parent-child")[-1] == "WorkflowExecutionCanceled"
+    assert (await Replayer(workflows=[CancelsChild]).replay_workflow(history)).replay_failure is None

@@ -112,3 +112,31 @@ class Counter:
         if n < 3:
             workflow.continue_as_new(n + 1)
         return n
+
+
+@workflow.defn(name="Signaller")
+class Signaller:
+    @workflow.run
+    async def run(self, target: str) -> str:
+        handle = workflow.get_external_workflow_handle(target)
+        await handle.signal("approve", "ext-1")
+        await handle.signal("approve", "ext-2")
+        try:
+            await workflow.get_external_workflow_handle("nobody-here").signal("approve", "x")
+        except Exception as err:  # noqa: BLE001 - the test reads what the workflow saw
+            return f"signalled; missing: {type(err).__name__}"
+        return "signalled; missing was found?"
+
+
+@workflow.defn(name="CancelsChild")
+class CancelsChild:
+    @workflow.run
+    async def run(self) -> str:
+        handle = await workflow.start_child_workflow("Approval", id=f"{workflow.info().workflow_id}-child")
+        await workflow.sleep(1)
+        handle.cancel()
+        try:
+            await handle
+        except ChildWorkflowError as err:
+            return f"child: {type(err.cause).__name__}"
+        return "child finished"
