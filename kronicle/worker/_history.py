@@ -550,6 +550,12 @@ class RunHistory:
             self._own_started = scheduled_event_id + 1
         return completion
 
+    async def query(self, query_id: str, query_type: str, args: Sequence[bytes]) -> act.Completion:
+        """Answer a query on the state history has been replayed to (pending jobs are not applied,
+        as in Temporal: a query sees the state after the last completed workflow task)."""
+        job = act.QueryWorkflow(query_id, query_type, await self._payloads(args))
+        return await self._activate([job], self._last_time_ms, replaying=True)
+
     def started_time_ms(self, now: datetime) -> int:
         """The ``started_time_ms`` to report for a task activated at ``now`` (same clamp as the activation)."""
         return max(int(now.timestamp() * 1000), self._last_time_ms)

@@ -366,7 +366,7 @@ class Worker:
         value = self._registry.encode(_SCHEMA_NS + name, datum)
         self._producer.produce(self._topics.commands, str(datum["workflow_id"]).encode(), value)
 
-    def _decode(self, msg: Message, expected: str) -> dict[str, Any] | None:
+    def _decode(self, msg: Message, *expected: str) -> dict[str, Any] | None:
         raw = msg.value()
         if raw is None:
             return None
@@ -375,15 +375,21 @@ class Worker:
         except Exception as err:  # noqa: BLE001 - a foreign record on our topic is logged and skipped
             _log.warning("Skipping undecodable record on %s: %s", msg.topic(), err)
             return None
-        if name != _SCHEMA_NS + expected:
-            _log.warning("Skipping %s record on %s (expected %s)", name, msg.topic(), expected)
+        if name.removeprefix(_SCHEMA_NS) not in expected:
+            _log.warning("Skipping %s record on %s (expected %s)", name, msg.topic(), " or ".join(expected))
             return None
         result: dict[str, Any] = datum
         return result
 
     async def _on_workflow_task(self, msg: Message) -> None:
-        task = self._decode(msg, "WorkflowTask")
+        task = self._decode(msg, "WorkflowTask", "QueryTask")
         if task is None:
+            return
+        if "query_id" in task:
+            reply = await self._runner.query(task)
+            assert self._producer is not None
+            value = self._registry.encode(_SCHEMA_NS + "QueryResult", reply)
+            self._producer.produce(str(task["reply_to"]), str(task["workflow_id"]).encode(), value)
             return
         answer = await self._runner.handle(task)
         if answer is not None:

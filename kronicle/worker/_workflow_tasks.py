@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -124,6 +125,70 @@ class WorkflowTaskRunner:
             finally:
                 if not lock.locked() and not lock._waiters:
                     self._locks.pop(str(task["workflow_id"]), None)
+
+    async def query(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer a ``QueryTask``: the ``QueryResult`` datum for its ``reply_to``.
+
+        The answer comes from a fresh replay of the run's full history (cached instances are
+        not touched, so a query can never disturb a running workflow); a closed run works the same.
+        """
+        lock = self._locks.setdefault(str(task["workflow_id"]), asyncio.Lock())
+        async with lock:
+            try:
+                return await self._query(task)
+            finally:
+                if not lock.locked() and not lock._waiters:
+                    self._locks.pop(str(task["workflow_id"]), None)
+
+    async def _query(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        reply: dict[str, Any] = {
+            "workflow_id": task["workflow_id"],
+            "run_id": task["run_id"],
+            "query_id": task["query_id"],
+            "answer": [],
+            "failure": None,
+        }
+        self.stats["query"] += 1
+        defn = self._definitions.get(str(task["workflow_type"])) or self._definitions.get(None)
+        run: RunHistory | None = None
+        try:
+            if defn is None:
+                raise exc.ApplicationError(
+                    f"Workflow type {task['workflow_type']!r} is not registered on this worker", type="NotFoundError"
+                )
+            events = await self._fetch(str(task["workflow_id"]), str(task["run_id"]))
+            run = RunHistory(
+                WorkflowInstance(  # type: ignore[abstract]  # asyncio's I/O methods stay unimplemented on purpose
+                    defn,
+                    payload_converter=self._dc.payload_converter,
+                    failure_converter=self._dc.failure_converter,
+                    deadlock_timeout=self._deadlock_timeout,
+                ),
+                workflow_id=str(task["workflow_id"]),
+                run_id=str(task["run_id"]),
+                namespace=self._namespace,
+                data_converter=self._dc,
+                executor=self._executor,
+            )
+            await run.advance(events)
+            completion = await run.query(str(task["query_id"]), str(task["query_type"]), task.get("query_args") or [])
+            if completion.failure is not None:
+                raise WorkflowTaskFailedError(completion.failure)
+            response = next(c for c in completion.commands if isinstance(c, act.RespondToQuery))
+            if response.failure is not None:
+                copy = json.loads(json.dumps(response.failure))
+                await self._dc._map_failure_payloads(copy, self._dc.encode_payloads)
+                reply["failure"] = _wire.failure_to_wire(copy)
+            elif response.result is not None:
+                reply["answer"] = _wire.payloads_to_bytes(await self._dc.encode_payloads([response.result]))
+        except WorkflowTaskFailedError as err:
+            reply["failure"] = _wire.failure_to_wire(err.failure)
+        except Exception as err:  # noqa: BLE001 - whatever went wrong is the caller's answer
+            reply["failure"] = _wire.failure_to_wire(await self._dc.encode_failure(err))
+        finally:
+            if run is not None:
+                run.instance.dispose()
+        return reply
 
     async def _handle(self, task: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
         run_id = str(task["run_id"])

@@ -19,6 +19,7 @@ from kronicle.engine.service import EngineService
 from kronicle.worker import Worker
 from kronicle.worker._history import attrs
 from tests.integration.worker import workflows as iw
+from tests.kafka_helpers import drain
 from tests.unit.worker.workflows import Approval, Greeting, Sleeper, TwoSteps, compose
 
 pytestmark = pytest.mark.timeout(60)
@@ -303,3 +304,36 @@ async def test_shutdown_without_grace_cancels_activities_and_reports_a_retryable
         assert loop.time() < deadline, pending
         await engine.wait_for_change("abrupt-1", 0.5)
     assert "Worker shutting down" in str(pending[0])
+
+
+async def test_query_through_the_engine_is_answered_on_reply_to(
+    engine: EngineService, queue: str, topic_factory: Any
+) -> None:
+    replies = topic_factory("replies")
+    async with Worker(EngineClient(engine), task_queue=queue, workflows=[Approval]):
+        start(engine, "query-1", "Approval", queue)
+        await wait_for(engine, "query-1", "WorkflowTaskCompleted")
+        send(
+            engine,
+            "kronicle.workflow.SignalWorkflow",
+            {
+                "workflow_id": "query-1",
+                "signal_name": "approve",
+                "input": _wire.payloads_to_bytes([CONVERTER.payload_converter.to_payload("ann")]),
+            },
+        )
+        await wait_for(engine, "query-1", "WorkflowExecutionSignaled")
+        while [e["event_type"] for e in await asyncio.to_thread(engine.read_history, "query-1")][-1] != (
+            "WorkflowTaskCompleted"
+        ):
+            await engine.wait_for_change("query-1", 0.5)
+        send(
+            engine,
+            "kronicle.workflow.QueryWorkflow",
+            {"workflow_id": "query-1", "query_id": "qq", "query_type": "approved_by", "reply_to": replies},
+        )
+        (msg,) = await asyncio.to_thread(drain, engine.bootstrap_servers, replies, expect=1)
+    name, reply = engine.registry.decode(msg.value())
+    assert name == "kronicle.workflow.QueryResult" and reply["query_id"] == "qq" and reply["failure"] is None
+    assert msg.key() == b"query-1"
+    assert CONVERTER.payload_converter.from_payload(_wire.payload_from_bytes(reply["answer"][0])) == ["ann"]

@@ -70,6 +70,10 @@ class Approval:
     def approve(self, who: str) -> None:
         self.approvals.append(who)
 
+    @workflow.query
+    def approved_by(self) -> list[str]:
+        return self.approvals
+
 
 @workflow.defn(name="TwoSteps")
 class TwoSteps:
