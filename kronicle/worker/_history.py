@@ -249,6 +249,13 @@ class RunHistory:
             if e["event_type"] == "MarkerRecorded" and attrs(e).get("marker_name") == PATCH_MARKER:
                 # Like Temporal core: a replayed task learns of the patches its own commands recorded.
                 jobs.append(act.NotifyHasPatch(self._patch_id(e)))
+            elif e["event_type"] == "WorkflowExecutionUpdateAccepted":
+                # The update was delivered with this task and accepted: deliver it again, validated.
+                a = attrs(e)
+                args = await self._payloads(a.get("input"))
+                jobs.append(
+                    act.DoUpdate(str(a.get("update_id", "")), str(a.get("name", "")), args, run_validator=False)
+                )
         self._jobs = []
         completion = await self._activate(jobs, int(started["event_time"]), replaying=True)
         self.replayed_tasks += 1
@@ -533,10 +540,13 @@ class RunHistory:
 
     # ------------------------------------------------------------ the live task
 
-    async def activate_live(self, scheduled_event_id: int, now: datetime) -> act.Completion:
+    async def activate_live(
+        self, scheduled_event_id: int, now: datetime, updates: Sequence[Mapping[str, Any]] = ()
+    ) -> act.Completion:
         """Run the pending jobs as workflow task ``scheduled_event_id`` (history must be applied up to it).
 
-        ``now`` is the task's start time; it is never earlier than the last event.
+        ``now`` is the task's start time; it is never earlier than the last event. ``updates`` are
+        the task's ``UpdateRequest`` records, delivered as DoUpdate jobs (validator first).
         """
         if self.next_event_id != scheduled_event_id + 1:
             raise ValueError(
@@ -544,6 +554,9 @@ class RunHistory:
                 f"not up to the task's WorkflowTaskScheduled {scheduled_event_id}"
             )
         jobs, self._jobs = self._jobs, []
+        for update in updates:
+            args = await self._payloads(update.get("input"))
+            jobs.append(act.DoUpdate(str(update["update_id"]), str(update["name"]), args, run_validator=True))
         time_ms = max(int(now.timestamp() * 1000), self._last_time_ms)
         completion = await self._activate(jobs, time_ms, replaying=False)
         if completion.failure is None:
@@ -746,8 +759,23 @@ async def commands_to_wire(
                         child_workflow_only=True,
                     )
                 )
-            case act.RespondToQuery() | act.UpdateResponse():
-                continue  # queries and updates do not travel through workflow tasks yet
+            case act.UpdateResponse():
+                out.append(
+                    _command(
+                        "UpdateResponse",
+                        update_id=c.update_id,
+                        outcome=c.kind.upper(),
+                        result=[] if c.result is None else await payloads([c.result]),
+                        failure=None if c.failure is None else await failure(c.failure),
+                    )
+                )
+                if c.kind == "accepted":
+                    next_event += 1  # WorkflowExecutionUpdateAccepted
+                elif c.kind == "completed":
+                    next_event += 1  # WorkflowExecutionUpdateCompleted
+                continue
+            case act.RespondToQuery():
+                continue  # answered through QueryTask, never inside a completion
             case _:
                 raise UnsupportedCommandError(
                     f"{type(c).__name__} is not supported by the Kronicle engine yet; remove it from the workflow "

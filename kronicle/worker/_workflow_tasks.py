@@ -241,7 +241,7 @@ class WorkflowTaskRunner:
             await run.advance(events)
             if run.next_event_id != scheduled + 1:
                 raise ValueError(f"history ends at event {run.next_event_id - 1}, task scheduled at {scheduled}")
-            completion = await run.activate_live(scheduled, now)
+            completion = await run.activate_live(scheduled, now, task.get("updates") or ())
             if completion.failure is not None:
                 raise WorkflowTaskFailedError(completion.failure)
             commands = await commands_to_wire(

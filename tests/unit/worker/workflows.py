@@ -144,3 +144,30 @@ class CancelsChild:
         except ChildWorkflowError as err:
             return f"child: {type(err.cause).__name__}"
         return "child finished"
+
+
+@workflow.defn(name="Renamer")
+class Renamer:
+    def __init__(self) -> None:
+        self.name = "nobody"
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done)
+        return self.name
+
+    @workflow.update
+    async def rename(self, name: str) -> str:
+        old, self.name = self.name, name
+        await workflow.sleep(1)  # an update that spans workflow tasks
+        return f"{old} -> {name}"
+
+    @rename.validator
+    def check_rename(self, name: str) -> None:
+        if not name:
+            raise ValueError("empty name")
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
