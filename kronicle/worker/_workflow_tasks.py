@@ -27,7 +27,8 @@ from kronicle import _wire
 from kronicle import exceptions as exc
 from kronicle.converter import DataConverter
 from kronicle.worker import _activation as act
-from kronicle.worker._history import RunHistory, UnsupportedCommandError, WorkflowTaskFailedError, commands_to_wire
+from kronicle.worker._commands import commands_to_wire
+from kronicle.worker._history import RunHistory, UnsupportedCommandError, WorkflowTaskFailedError
 from kronicle.worker._workflow_instance import DEFAULT_DEADLOCK_TIMEOUT, WorkflowInstance
 from kronicle.workflow._definition import WorkflowDefinition
 

@@ -130,7 +130,8 @@ def test_schedule_activity_command_carries_every_option_in_ms() -> None:
 
     from kronicle.common import ActivityCancellationType
     from kronicle.converter import DataConverter, Payload
-    from kronicle.worker._history import RunHistory, commands_to_wire
+    from kronicle.worker._commands import commands_to_wire
+    from kronicle.worker._history import RunHistory
 
     cmd = act.ScheduleActivity(
         seq=1,
