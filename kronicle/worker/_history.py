@@ -6,7 +6,8 @@ Two directions:
   :class:`~kronicle.worker._activation.Activation` jobs, one activation per
   workflow task, at the workflow time of the task;
 * the instance's :class:`~kronicle.worker._activation.Command` objects become
-  ``kronicle.workflow.WorkerCommand`` datums for ``CompleteWorkflowTask``.
+  ``kronicle.workflow.WorkerCommand`` datums for ``CompleteWorkflowTask``
+  (in :mod:`kronicle.worker._commands`).
 
 While history is replayed, the commands the code produces must match the
 command events history recorded for the same task (ActivityTaskScheduled <->
