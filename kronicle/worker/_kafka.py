@@ -1,0 +1,226 @@
+"""confluent-kafka from asyncio: a polling thread per consumer, a polling thread for the producer.
+
+confluent-kafka's calls block, so none of them runs on the worker's event
+loop. A :class:`TaskConsumer` polls in its own thread and hands each record
+to the loop; it waits for a free slot (the worker's concurrency limit) before
+polling the next one, so a busy worker stops taking tasks instead of queueing
+them in memory. A :class:`CommandProducer` produces (which only enqueues) from
+the loop and serves delivery reports in its own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+__all__ = ["CommandProducer", "TaskConsumer"]
+
+_log = logging.getLogger("kronicle.worker")
+
+
+def _tp(msg: Message) -> tuple[str, int]:
+    return (msg.topic() or "", msg.partition() or 0)
+
+
+def _offset(msg: Message) -> int:
+    offset = msg.offset()
+    return -1 if offset is None else offset
+
+
+class TaskConsumer:
+    """Polls one consumer in a thread and runs ``handler`` on the loop for each record.
+
+    Args:
+        name: For the thread name and logs.
+        config: confluent-kafka consumer configuration.
+        loop: The worker's event loop.
+        handler: Awaited for each record; it runs as its own task while it holds a slot.
+        slots: Limits how many handlers run at once.
+        topics: Topics to subscribe to (consumer group), or
+        assignment: Partitions to assign (no group).
+        store_after_handling: Mark a record consumed only once its handler is done (and every
+            earlier record of its partition too), so the records a dead worker had taken are
+            delivered again after the rebalance. Needs ``enable.auto.offset.store=false``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        handler: Callable[[Message], Awaitable[None]],
+        slots: asyncio.Semaphore,
+        *,
+        topics: list[str] | None = None,
+        assignment: list[TopicPartition] | None = None,
+        store_after_handling: bool = False,
+    ) -> None:
+        self._name = name
+        self._store_after = store_after_handling
+        self._in_flight: dict[tuple[str, int], set[int]] = {}
+        self._done_up_to: dict[tuple[str, int], int] = {}
+        self._to_store: queue.SimpleQueue[TopicPartition] = queue.SimpleQueue()
+        self._consumer = Consumer(config)
+        self._loop = loop
+        self._handler = handler
+        self._slots = slots
+        self._stop = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        if topics:
+            self._consumer.subscribe(topics)
+        if assignment:
+            self._consumer.assign(assignment)
+        self._thread = threading.Thread(target=self._run, name=f"kronicle-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    @property
+    def in_flight(self) -> set[asyncio.Task[None]]:
+        """Handler tasks still running."""
+        return self._tasks
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._store_pending()
+                msg = self._consumer.poll(0.1)
+                if msg is None:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                        _log.warning("%s: consumer error: %s", self._name, err)
+                    continue
+                admitted = asyncio.run_coroutine_threadsafe(self._admit(msg), self._loop)
+                while not self._stop.is_set():
+                    try:
+                        admitted.result(timeout=0.1)
+                        break
+                    except FutureTimeout:
+                        continue
+                else:
+                    admitted.cancel()
+        except Exception:  # noqa: BLE001 - a dead poller must say so, the worker keeps shutting down cleanly
+            _log.exception("%s: polling thread failed", self._name)
+        finally:
+            if self._store_after:
+                # Let running handlers finish so their offsets are committed by close().
+                deadline = time.monotonic() + 10
+                while self._tasks and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                self._store_pending()
+            # Closing leaves the group at once, so another worker takes the partitions without waiting
+            # for a session timeout.
+            self._consumer.close()
+
+    async def _admit(self, msg: Message) -> None:
+        await self._slots.acquire()
+        if self._store_after:
+            self._in_flight.setdefault(_tp(msg), set()).add(_offset(msg))
+        task = asyncio.create_task(self._handle(msg), name=f"{self._name}-record")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, msg: Message) -> None:
+        try:
+            await self._handler(msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad record must not stop the worker
+            _log.exception("%s: handling a record failed", self._name)
+        finally:
+            self._slots.release()
+            if self._store_after:
+                self._mark_done(msg)
+
+    def _mark_done(self, msg: Message) -> None:
+        tp = _tp(msg)
+        pending = self._in_flight.get(tp, set())
+        pending.discard(_offset(msg))
+        self._done_up_to[tp] = max(self._done_up_to.get(tp, -1), _offset(msg))
+        # Everything below the oldest record still being handled is done (records of a partition
+        # are admitted in offset order); with none in flight, everything admitted is.
+        next_offset = min(pending) if pending else self._done_up_to[tp] + 1
+        # The consumer is only ever called from the polling thread, which stores these between polls.
+        self._to_store.put(TopicPartition(tp[0], tp[1], next_offset))
+
+    def _store_pending(self) -> None:
+        offsets: dict[tuple[str, int], TopicPartition] = {}
+        while True:
+            try:
+                tp = self._to_store.get_nowait()
+            except queue.Empty:
+                break
+            offsets[(tp.topic, tp.partition)] = tp
+        if not offsets:
+            return
+        try:
+            self._consumer.store_offsets(offsets=list(offsets.values()))
+        except KafkaException as err:  # e.g. the partition was revoked meanwhile: its new owner redelivers
+            _log.debug("%s: could not store offsets %s: %s", self._name, list(offsets.values()), err)
+
+    async def stop(self) -> None:
+        """Stop polling and close the consumer (handlers already running continue)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+
+class CommandProducer:
+    """An idempotent producer whose delivery reports are served by a background thread.
+
+    Args:
+        config: confluent-kafka producer configuration (idempotence and the partitioner are set here).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(
+            {
+                **config,
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",  # the Java client's placement, which the engine's topics use
+                "linger.ms": 2,
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kronicle-worker-producer", daemon=True)
+        self._thread.start()
+        self.failed = 0
+        """Records the broker did not accept (logged)."""
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.failed += 1
+            _log.error("Could not deliver a record to %s: %s", msg.topic(), err)
+
+    def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Enqueue one record (never blocks for long: a full queue waits for deliveries)."""
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout`` seconds) and stop."""
+        loop = asyncio.get_running_loop()
+        remaining = await loop.run_in_executor(None, self._producer.flush, timeout)
+        if remaining:
+            _log.error("%d records were not delivered before the producer closed", remaining)
+        self._stop.set()
+        await loop.run_in_executor(None, self._thread.join)
