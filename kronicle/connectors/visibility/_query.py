@@ -284,10 +284,9 @@ _VALUE_COLUMN: dict[str, str] = {
     _T.DATETIME: "v_int",
     _T.DOUBLE: "v_double",
 }
-_CUSTOM = (
-    "EXISTS (SELECT 1 FROM custom_attributes c WHERE c.namespace = e.namespace AND c.run_id = e.run_id"
-    " AND c.name = ?{cond})"
-)
+# Uncorrelated on purpose: both planners turn "run_id IN (subquery)" into an index range scan of the
+# side table plus primary-key lookups, where a correlated EXISTS would probe once per execution.
+_CUSTOM = "e.run_id {neg}IN (SELECT c.run_id FROM custom_attributes c WHERE c.namespace = ? AND c.name = ?{cond})"
 
 DEFAULT_ORDER: tuple[tuple[str, bool], ...] = ((f"COALESCE(e.close_time, {_MAX_BIGINT})", True), ("e.start_time", True))
 """Temporal's default order: open executions first, then the latest closed; newest start first."""
@@ -303,19 +302,20 @@ class CompiledQuery:
     """(SQL expression, descending) for each key; every expression is non-null, so it can drive keyset paging."""
 
 
-def compile_query(query: Query, custom: Mapping[str, SearchAttributeType]) -> CompiledQuery:
+def compile_query(query: Query, custom: Mapping[str, SearchAttributeType], namespace: str) -> CompiledQuery:
     """Turn a parsed query into SQL, checking attributes, operators and literal types.
 
     Args:
         query: from :func:`parse_query`.
         custom: the namespace's registered custom search attributes.
+        namespace: the namespace (custom attribute lookups are limited to it).
 
     Raises:
         InvalidQueryError: an unknown attribute, an operator the attribute's type does not
             support, or a literal of the wrong type, with its position.
     """
     params: list[Any] = []
-    where = "1 = 1" if query.where is None else _compile(query, query.where, custom, params)
+    where = "1 = 1" if query.where is None else _compile(query, query.where, custom, namespace, params)
     order: list[tuple[str, bool]] = []
     for key in query.order:
         system = SYSTEM_ATTRIBUTES.get(key.attribute)
@@ -329,9 +329,11 @@ def compile_query(query: Query, custom: Mapping[str, SearchAttributeType]) -> Co
     return CompiledQuery(where, tuple(params), tuple(order) or DEFAULT_ORDER)
 
 
-def _compile(query: Query, node: Predicate | BoolOp, custom: Mapping[str, SearchAttributeType], out: list[Any]) -> str:
+def _compile(
+    query: Query, node: Predicate | BoolOp, custom: Mapping[str, SearchAttributeType], namespace: str, out: list[Any]
+) -> str:
     if isinstance(node, BoolOp):
-        return "(" + f" {node.op} ".join(_compile(query, item, custom, out) for item in node.items) + ")"
+        return "(" + f" {node.op} ".join(_compile(query, item, custom, namespace, out) for item in node.items) + ")"
     system = SYSTEM_ATTRIBUTES.get(node.attribute)
     kind = system.kind if system is not None else custom.get(node.attribute)
     if kind is None:
@@ -350,15 +352,15 @@ def _compile(query: Query, node: Predicate | BoolOp, custom: Mapping[str, Search
     values = [_convert(query, node.attribute, kind, v) for v in node.values]
     if system is not None:
         return _condition_sql(f"e.{system.column}", node.op, values, out)
-    out.append(node.attribute)
+    out.extend((namespace, node.attribute))
     if node.op in _NULLS:
-        return ("NOT " if node.op == "IS NULL" else "") + _CUSTOM.format(cond="")
+        return _CUSTOM.format(neg="NOT " if node.op == "IS NULL" else "", cond="")
     column = "c." + _VALUE_COLUMN[kind]
     if kind == _T.KEYWORD_LIST and node.op in ("<>", "NOT IN"):
         # A list "!= x" means "does not contain x": no element matches.
         positive = "=" if node.op == "<>" else "IN"
-        return "NOT " + _CUSTOM.format(cond=" AND " + _condition_sql(column, positive, values, out))
-    return _CUSTOM.format(cond=" AND " + _condition_sql(column, node.op, values, out))
+        return _CUSTOM.format(neg="NOT ", cond=" AND " + _condition_sql(column, positive, values, out))
+    return _CUSTOM.format(neg="", cond=" AND " + _condition_sql(column, node.op, values, out))
 
 
 def _condition_sql(column: str, op: str, values: list[Any], out: list[Any]) -> str:

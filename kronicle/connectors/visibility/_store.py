@@ -6,7 +6,7 @@ Tables (shared by all namespaces, the namespace is the first key column):
   decoded memo and search attributes as JSON, and the state version
   ``(history_length, version_seq)`` that orders upserts;
 - ``custom_attributes``: one row per (run, attribute, list element), with the
-  value in ``v_text`` / ``v_int`` / ``v_double``; queries use ``EXISTS`` on it;
+  value in ``v_text`` / ``v_int`` / ``v_double``; queries look runs up in it with ``run_id IN (subquery)``;
 - ``search_attribute_types``: the registered custom attributes per namespace;
 - ``visibility_meta``: the key that signs page tokens.
 
@@ -146,6 +146,8 @@ class VisibilityStore:
         self._backend = backend
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kronicle-visibility-db")
         self._token_key = b""
+        self._written = 0
+        self._analyze_at = 1_000
         self._closed = False
 
     @classmethod
@@ -319,12 +321,26 @@ class VisibilityStore:
                     attributes,
                 )
         self._backend.commit()
+        self._written += len(winners)
+        if self._written >= self._analyze_at:
+            self._analyze()
         return ApplyResult(len(winners), len(updates) - len(winners))
+
+    def _analyze(self) -> None:
+        # Without statistics both planners walk the default-order index for a rare custom
+        # attribute (100,000 rows: 200 ms instead of 1 ms on SQLite). SQLite never gathers them
+        # by itself and PostgreSQL's autovacuum may lag a bulk load, so refresh them as the
+        # table grows: after 1,000 rows written, 2,000, 4,000, ... then every 128,000.
+        self._backend.execute("ANALYZE executions")
+        self._backend.execute("ANALYZE custom_attributes")
+        self._backend.commit()
+        self._written = 0
+        self._analyze_at = min(self._analyze_at * 2, 128_000)
 
     # -- reads (the frontend) -------------------------------------------------------------------
 
     def _compile(self, namespace: str, query: str) -> CompiledQuery:
-        return compile_query(parse_query(query), self._types(namespace))
+        return compile_query(parse_query(query), self._types(namespace), namespace)
 
     async def list(
         self, namespace: str, query: str = "", page_size: int = 100, next_page_token: str | None = None
@@ -352,6 +368,7 @@ class VisibilityStore:
         if token is not None:
             after = self._read_token(token, namespace, query, len(keys))
             where += " AND " + _keyset(keys)
+            params.append(after[0])
             for i in range(len(keys)):
                 params.extend(after[: i + 1])
         order_sql = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
@@ -432,12 +449,17 @@ class VisibilityStore:
 
 
 def _keyset(keys: list[tuple[str, bool]]) -> str:
-    """Rows strictly after the last one in the ORDER BY: (k0 > ?) OR (k0 = ? AND k1 > ?) OR ..."""
+    """Rows strictly after the last one in the ORDER BY: k0 >= ? AND ((k0 > ?) OR (k0 = ? AND k1 > ?) OR ...).
+
+    The leading ``k0 >= ?`` is implied by the rest; it is there so the planners can
+    seek an index to the cursor instead of filtering every row before it.
+    """
     terms = []
     for i, (expr, desc) in enumerate(keys):
         equal = [f"{keys[j][0]} = ?" for j in range(i)]
         terms.append("(" + " AND ".join([*equal, f"{expr} {'<' if desc else '>'} ?"]) + ")")
-    return "(" + " OR ".join(terms) + ")"
+    first, desc = keys[0]
+    return f"{first} {'<=' if desc else '>='} ? AND (" + " OR ".join(terms) + ")"
 
 
 def _b64(data: bytes) -> str:

@@ -20,13 +20,13 @@ CUSTOM = {
 
 
 def sql(query: str) -> tuple[str, tuple[object, ...]]:
-    compiled = compile_query(parse_query(query), CUSTOM)
+    compiled = compile_query(parse_query(query), CUSTOM, "ns")
     return compiled.where, compiled.params
 
 
 def error(query: str) -> InvalidQueryError:
     with pytest.raises(InvalidQueryError) as info:
-        compile_query(parse_query(query), CUSTOM)
+        compile_query(parse_query(query), CUSTOM, "ns")
     return info.value
 
 
@@ -34,7 +34,7 @@ def error(query: str) -> InvalidQueryError:
 
 
 def test_an_empty_query_matches_everything_in_the_default_order() -> None:
-    compiled = compile_query(parse_query(""), CUSTOM)
+    compiled = compile_query(parse_query(""), CUSTOM, "ns")
     assert (compiled.where, compiled.params, compiled.order) == ("1 = 1", (), DEFAULT_ORDER)
 
 
@@ -110,25 +110,28 @@ def test_execution_duration_takes_go_durations_or_nanoseconds() -> None:
 
 def test_custom_attributes_query_the_side_table_by_type() -> None:
     where, params = sql("CustomKeyword = 'x'")
-    assert "EXISTS (SELECT 1 FROM custom_attributes c" in where and "c.v_text = ?" in where
-    assert params == ("CustomKeyword", "x")
+    assert where == (
+        "e.run_id IN (SELECT c.run_id FROM custom_attributes c WHERE c.namespace = ? AND c.name = ? AND c.v_text = ?)"
+    )
+    assert params == ("ns", "CustomKeyword", "x")
     assert "c.v_int > ?" in sql("CustomInt > 3")[0]
-    assert sql("CustomDouble >= 2")[1] == ("CustomDouble", 2.0)
-    assert sql("CustomBool = true")[1] == ("CustomBool", 1)
-    assert sql("CustomBool = 'false'")[1] == ("CustomBool", 0)
-    assert sql("CustomDatetime < '1970-01-01T00:00:01Z'")[1] == ("CustomDatetime", 1000)
+    assert sql("CustomDouble >= 2")[1] == ("ns", "CustomDouble", 2.0)
+    assert sql("CustomBool = true")[1] == ("ns", "CustomBool", 1)
+    assert sql("CustomBool = 'false'")[1] == ("ns", "CustomBool", 0)
+    assert sql("CustomDatetime < '1970-01-01T00:00:01Z'")[1] == ("ns", "CustomDatetime", 1000)
 
 
 def test_keyword_list_inequality_means_does_not_contain() -> None:
     where, params = sql("CustomList != 'red'")
-    assert where.startswith("NOT EXISTS") and "c.v_text = ?" in where
-    assert params == ("CustomList", "red")
-    assert sql("CustomList NOT IN ('a', 'b')")[0].startswith("NOT EXISTS")
+    assert where.startswith("e.run_id NOT IN (SELECT") and "c.v_text = ?" in where
+    assert params == ("ns", "CustomList", "red")
+    assert sql("CustomList NOT IN ('a', 'b')")[0].endswith("AND c.v_text IN (?, ?))")
+    assert sql("CustomList NOT IN ('a', 'b')")[0].startswith("e.run_id NOT IN")
 
 
 def test_custom_is_null_means_no_value() -> None:
-    assert sql("CustomInt IS NULL")[0].startswith("NOT EXISTS")
-    assert sql("CustomInt IS NOT NULL")[0].startswith("EXISTS")
+    assert sql("CustomInt IS NULL")[0].startswith("e.run_id NOT IN (SELECT")
+    assert sql("CustomInt IS NOT NULL")[0].startswith("e.run_id IN (SELECT")
 
 
 def test_backquoted_attribute_names() -> None:
@@ -136,9 +139,9 @@ def test_backquoted_attribute_names() -> None:
 
 
 def test_order_by_system_attributes() -> None:
-    compiled = compile_query(parse_query("WorkflowType = 'x' ORDER BY StartTime ASC, WorkflowId DESC"), CUSTOM)
+    compiled = compile_query(parse_query("WorkflowType = 'x' ORDER BY StartTime ASC, WorkflowId DESC"), CUSTOM, "ns")
     assert compiled.order == (("e.start_time", False), ("e.workflow_id", True))
-    only_order = compile_query(parse_query("order by CloseTime"), CUSTOM)
+    only_order = compile_query(parse_query("order by CloseTime"), CUSTOM, "ns")
     assert only_order.where == "1 = 1"
     assert only_order.order == (("COALESCE(e.close_time, 9223372036854775807)", False),)
 
