@@ -179,7 +179,8 @@ async def close_lag(bootstrap: str, url: str, rate: int, seconds: float) -> dict
         async with VisibilityProjector(config, store) as projector:
             producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
             rng = random.Random(5)
-            await asyncio.sleep(3)  # group join
+            while len(projector.assignment()) < 4:  # measure projecting, not joining the group
+                await asyncio.sleep(0.05)
             sent, began = 0, time.perf_counter()
             while time.perf_counter() - began < seconds:
                 due = int((time.perf_counter() - began) * rate)

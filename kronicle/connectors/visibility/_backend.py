@@ -70,6 +70,9 @@ class SQLiteBackend:
             # LIKE must be case-sensitive, as STARTS_WITH is in Temporal (and in PostgreSQL).
             self._conn.execute("PRAGMA case_sensitive_like=ON")
             self._conn.execute("PRAGMA busy_timeout=10000")
+            # ANALYZE samples instead of reading whole indexes: enough for the planner, and cheap
+            # enough to run while projecting (see VisibilityStore._analyze).
+            self._conn.execute("PRAGMA analysis_limit=1000")
         except sqlite3.Error as exc:
             raise StoreConnectionError(
                 f"cannot open the SQLite visibility store at {path}: {exc}; check the path and its permissions"

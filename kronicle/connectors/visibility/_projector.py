@@ -147,6 +147,12 @@ class VisibilityProjector:
             await asyncio.to_thread(self._consumer.close)
         self._closed = True
 
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this projector currently owns (empty before it joined the group)."""
+        if self._consumer is None or self._closed:
+            return []
+        return [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+
     async def __aenter__(self) -> VisibilityProjector:
         await self.start()
         return self
@@ -175,7 +181,7 @@ class VisibilityProjector:
         """
         consumer = self._ensure_consumer()
         wait = self.config.poll_timeout_s if timeout is None else timeout
-        messages: list[Message] = await asyncio.to_thread(consumer.consume, self.config.batch_size, wait)
+        messages = await asyncio.to_thread(_fetch, consumer, self.config.batch_size, wait)
         updates: list[ExecutionUpdate] = []
         first: dict[tuple[str, int], int] = {}
         last: dict[tuple[str, int], int] = {}
@@ -212,7 +218,15 @@ class VisibilityProjector:
         # Rows are durable: now the offsets may move past them.
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
-            await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
+            committed = await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
+            for part in committed or []:
+                if part.error is not None:
+                    log.warning(
+                        "visibility projector: offset commit for %s[%d] failed (%s); it will be re-applied",
+                        part.topic,
+                        part.partition,
+                        part.error,
+                    )
         except KafkaException as exc:
             # E.g. a rebalance took the partitions away: the next owner re-applies the batch, which is harmless.
             log.warning("visibility projector: offset commit failed (%s); the batch will be re-applied", exc)
@@ -232,6 +246,18 @@ class VisibilityProjector:
             log.warning("visibility record %s cannot be decoded and is skipped: %s", where, exc)
             return None
         return ExecutionUpdate(self.config.namespace, datum, _sequence(msg))
+
+
+def _fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
+    """Up to ``limit`` records: wait up to ``wait`` for the first, then take only what is already fetched.
+
+    ``Consumer.consume(limit, wait)`` would wait the whole ``wait`` unless ``limit``
+    records arrive, which puts ``wait`` on every record's latency when traffic is light.
+    """
+    first = consumer.poll(wait)
+    if first is None:
+        return []
+    return [first, *consumer.consume(limit - 1, 0)] if limit > 1 else [first]
 
 
 def _sequence(msg: Message) -> int:

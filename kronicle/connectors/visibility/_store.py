@@ -71,7 +71,10 @@ _SCHEMA = (
         PRIMARY KEY (namespace, run_id))""",
     "CREATE INDEX IF NOT EXISTS executions_by_default_order ON executions"
     " (namespace, (COALESCE(close_time, 9223372036854775807)), start_time)",
-    "CREATE INDEX IF NOT EXISTS executions_by_type ON executions (namespace, workflow_type, status, start_time)",
+    "CREATE INDEX IF NOT EXISTS executions_by_type_default_order ON executions"
+    " (namespace, workflow_type, (COALESCE(close_time, 9223372036854775807)), start_time)",
+    "CREATE INDEX IF NOT EXISTS executions_by_type_start ON executions (namespace, workflow_type, start_time)",
+    "CREATE INDEX IF NOT EXISTS executions_by_type_status ON executions (namespace, workflow_type, status, start_time)",
     "CREATE INDEX IF NOT EXISTS executions_by_status ON executions (namespace, status, start_time)",
     "CREATE INDEX IF NOT EXISTS executions_by_start ON executions (namespace, start_time)",
     "CREATE INDEX IF NOT EXISTS executions_by_close ON executions (namespace, close_time)",
