@@ -20,6 +20,7 @@ import collections
 import itertools
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -352,6 +353,15 @@ class HistoryReader:
         points = [since, *times, until]
         return max(b - a for a, b in itertools.pairwise(points))
 
+    def longest_partition_gap(self, since: float, partitions: Iterable[int]) -> dict[int, float]:
+        """Per partition, the longest time without committed history from ``since`` to its last batch."""
+        out: dict[int, float] = {}
+        with self._lock:
+            for p in partitions:
+                times = [since, *(t for t, q in self.arrivals if q == p and t >= since)]
+                out[p] = max((b - a for a, b in itertools.pairwise(times)), default=float("nan"))
+        return out
+
     def first_after(self, since: float, partitions: Iterable[int]) -> dict[int, float]:
         """Seconds from ``since`` to the first history batch of each partition after it."""
         wanted = set(partitions)
@@ -442,3 +452,41 @@ def fresh_namespace(bootstrap: str, partitions: int = 4, replication_factor: int
         AdminClient({"bootstrap.servers": bootstrap}), ns, partitions, replication_factor=replication_factor
     )
     return NamespaceTopics(ns)
+
+
+class SteadyLoad:
+    """Starts workflows at a steady rate on a background thread, so every partition is always busy."""
+
+    def __init__(self, driver: LoadDriver, first: int, count: int, per_second: float) -> None:
+        self.driver = driver
+        self.indexes = range(first, first + count)
+        self.interval = 1.0 / per_second
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
+
+    def start(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        for index in self.indexes:
+            if self._stop.is_set():
+                break
+            self.driver.start(index)
+            self.driver.producer.poll(0)
+            next_at += self.interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        self.driver.producer.flush(300)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def restore_counts(log_text: str) -> list[int]:
+    """Changelog records read by each partition restore an engine process logged."""
+    return [int(m) for m in re.findall(r"restored: (\d+) changelog records read", log_text)]
