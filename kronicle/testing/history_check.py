@@ -11,8 +11,9 @@ broke, in which run and at which event:
 - ``closing``: at most one closing event, and it is the last event; with
   ``require_closed`` every run must have one.
 - ``activity``: every ``ActivityTaskStarted`` and closing activity event names a
-  scheduled activity, and each scheduled activity is started and closed at
-  most once.
+  scheduled activity, each scheduled activity is started and closed at most
+  once, and no activity id is scheduled again while an activity with that id
+  is open (a command applied twice).
 - ``timer``: every ``TimerFired`` / ``TimerCanceled`` names a started timer, and
   each timer is fired or cancelled at most once.
 - ``workflow_task``: each ``WorkflowTaskStarted`` names an earlier scheduled
@@ -251,10 +252,19 @@ class _RunChecker:
         scheduled: set[int] = set()
         started: set[int] = set()
         closed: dict[int, int] = {}
+        pending_ids: dict[str, int] = {}  # activity id -> scheduled event id, while it is open
         for event in events:
             kind, eid = event.get("event_type"), event.get("event_id")
             if kind == "ActivityTaskScheduled" and isinstance(eid, int):
                 scheduled.add(eid)
+                activity_id = str(_attrs(event, "activity_task_scheduled_event_attributes").get("activity_id") or "")
+                if activity_id in pending_ids and pending_ids[activity_id] not in closed:
+                    self.fail(
+                        "activity",
+                        f"activity id {activity_id!r} scheduled again while {pending_ids[activity_id]} is open",
+                        eid,
+                    )
+                pending_ids[activity_id] = eid
             elif kind == "ActivityTaskStarted":
                 sid = _attrs(event, "activity_task_started_event_attributes").get("scheduled_event_id")
                 if sid not in scheduled:

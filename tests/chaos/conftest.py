@@ -27,7 +27,7 @@ class Scale:
 
 
 SHORT = Scale("short", workflows=120, kills=3, garbage=10_000, wait=240)
-LONG = Scale("long", workflows=2000, kills=12, garbage=10_000, wait=900)
+LONG = Scale("long", workflows=5000, kills=25, garbage=10_000, wait=1200)
 
 
 @pytest.fixture(scope="session")

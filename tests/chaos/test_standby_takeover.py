@@ -38,7 +38,7 @@ def test_standby_takes_over_a_killed_engine_and_nothing_is_lost(
     driver = LoadDriver(kafka_bootstrap, topics, queue, registry)
     total = max(scale.workflows, 200)
     warm = total // 5
-    load_seconds = 25.0  # long enough after the kill to cover the takeover several times over
+    load_seconds = max(25.0, total / 60)  # long enough after the kill to cover the takeover several times over
     try:
         for i in range(warm):
             driver.start(i)

@@ -121,6 +121,13 @@ def test_an_activity_started_twice_or_never_scheduled_is_reported() -> None:
     assert "activity" in invariants({"wf": unscheduled})
 
 
+def test_an_activity_id_scheduled_again_while_open_is_reported() -> None:
+    history = good_history()
+    history.insert(5, copy.deepcopy(history[4]))  # the same ScheduleActivityTask applied twice
+    report = check_histories({"wf": numbered(history)})
+    assert any(p.invariant == "activity" and "scheduled again" in p.detail for p in report.problems)
+
+
 def test_a_timer_fired_twice_or_never_started_is_reported() -> None:
     twice = good_history()
     twice.insert(15, copy.deepcopy(twice[14]))
