@@ -346,6 +346,11 @@ class HistoryReader:
         assert not multi, f"workflows with more than one run: {sorted(multi)[:5]}"
         return check_histories(histories, driver.expected(), expected_signals=driver.expected_signals())
 
+    def last_arrival(self) -> float:
+        """When the last history batch was read (monotonic), or now if none was."""
+        with self._lock:
+            return self.arrivals[-1][0] if self.arrivals else time.monotonic()
+
     def longest_gap(self, since: float, until: float) -> float:
         """Longest time without any committed history between ``since`` and ``until``."""
         with self._lock:

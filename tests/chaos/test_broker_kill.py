@@ -73,7 +73,7 @@ def test_killing_the_leader_of_busy_partitions_loses_and_repeats_nothing(
     kills = 1 if scale.name == "short" else 4
     settle_after_kill = 20.0 if scale.name == "short" else 30.0
     load_seconds = 10.0 + kills * (settle_after_kill + 5.0)
-    stalls: list[float] = []
+    kill_times: list[float] = []
     victims: list[int] = []
     try:
         load = SteadyLoad(driver, 0, scale.workflows, per_second=scale.workflows / load_seconds).start()
@@ -84,11 +84,11 @@ def test_killing_the_leader_of_busy_partitions_loses_and_repeats_nothing(
             victims.append(victim)
             kafka_cluster3.kill(victim)
             killed = time.monotonic()
+            kill_times.append(killed)
             time.sleep(DOWN_SECONDS)
             kafka_cluster3.restart(victim, wait=True)
             time.sleep(max(0.0, settle_after_kill - (time.monotonic() - killed)))
             engine.check()
-            stalls.append(reader.longest_gap(killed, time.monotonic()))
         load.join(scale.wait)
         deadline = time.monotonic() + scale.wait
         while reader.closed_count() < scale.workflows and time.monotonic() < deadline:
@@ -96,6 +96,10 @@ def test_killing_the_leader_of_busy_partitions_loses_and_repeats_nothing(
             time.sleep(1.0)
         closed = reader.closed_count()
         reader.settle(3.0)
+        done = reader.last_arrival()
+        # Each kill's stall: the longest gap in committed history until the next kill (or the end).
+        ends = [*kill_times[1:], done]
+        stalls = [reader.longest_gap(k, max(k, e)) for k, e in zip(kill_times, ends, strict=True)]
     finally:
         worker.stop()
         reader.stop()
