@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -22,9 +23,14 @@ def run(
     instance_id: Annotated[
         str, typer.Option(help="Stable name of this process; its transactional id derives from it.")
     ] = "",
-    handler: Annotated[str, typer.Option(help="Logic to run: 'counter' (the reference handler).")] = "counter",
+    handler: Annotated[
+        str, typer.Option(help="Logic to run: 'counter' (the reference handler) or 'workflow'.")
+    ] = "counter",
     standby: Annotated[bool, typer.Option(help="Keep warm standby copies of partitions owned by others.")] = False,
     max_batch_records: Annotated[int, typer.Option(help="Most commands per transaction.")] = 1000,
+    partitions: Annotated[
+        int, typer.Option(help="Partitions of the namespace's topics if the workflow engine must create them.")
+    ] = 4,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
 ) -> None:
     """Apply a namespace's commands until SIGTERM or Ctrl-C."""
@@ -33,15 +39,19 @@ def run(
     from kronicle.topics import NamespaceTopics
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if handler != "counter":
-        typer.echo(f"error: unknown handler {handler!r}; available: counter", err=True)
+    if handler not in ("counter", "workflow"):
+        typer.echo(f"error: unknown handler {handler!r}; available: counter, workflow", err=True)
         raise typer.Exit(2)
+    name = instance_id or socket.gethostname()
+    if handler == "workflow":
+        _run_workflow_engine(bootstrap, state_dir, namespace, name, standby, max_batch_records, partitions)
+        return
     codec = counter_registry()
     config = ProcessorConfig(
         bootstrap_servers=bootstrap,
         namespace=namespace,
         state_dir=state_dir,
-        instance_id=instance_id or socket.gethostname(),
+        instance_id=name,
         standby_replicas=standby,
         max_batch_records=max_batch_records,
     )
@@ -55,3 +65,42 @@ def run(
     processor.start()
     typer.echo(f"engine {config.instance_id} running namespace {namespace!r} on {bootstrap}", err=True)
     processor.run_forever()
+
+
+def _run_workflow_engine(
+    bootstrap: str,
+    state_dir: Path,
+    namespace: str,
+    instance_id: str,
+    standby: bool,
+    max_batch_records: int,
+    partitions: int,
+) -> None:
+    # EngineService, not a bare Processor: it creates missing namespace topics and the
+    # task-queue topics the workflow handler dispatches to.
+    from kronicle.engine.service import EngineService
+
+    service = EngineService(
+        bootstrap,
+        namespace,
+        state_dir=state_dir,
+        partitions=partitions,
+        instance_id=instance_id,
+        standby_replicas=standby,
+        max_batch_records=max_batch_records,
+    )
+    stopping = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    # Another process may own every partition (it has standbys only here), so do not wait for all.
+    service.start(wait_for_all_partitions=False, timeout=120)
+    typer.echo(f"workflow engine {instance_id} running namespace {namespace!r} on {bootstrap}", err=True)
+    while not stopping.wait(0.5):
+        if service.failure is not None:
+            typer.echo(f"error: the engine stopped: {service.failure}", err=True)
+            raise typer.Exit(1)
+    service.stop()
