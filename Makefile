@@ -46,7 +46,7 @@ chaos: setup kafka
 	KRONICLE_CHAOS_SCALE=long KRONICLE_CHAOS_REPORT=$(CHAOS_REPORT) $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 dev: setup kafka
-	$(PY) -m kronicle server start-dev
+	$(PY) -m kronicle server start-dev --demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache deploy/kafka/target

@@ -2,105 +2,87 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import signal
-import threading
 import time
-import uuid
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
-from kronicle.connectors.local_kafka import BrokerStartError, KafkaSetupError, LocalBroker
+from kronicle.connectors.dev_stack import DevStack
+from kronicle.connectors.local_kafka import BrokerStartError, KafkaSetupError
 
 app = typer.Typer(no_args_is_help=True, help="Run Kronicle servers.")
 
 
 @app.command("start-dev")
 def start_dev(
-    kafka_port: Annotated[int, typer.Option("--kafka-port", help="Port of the local broker (0 = any free port).")] = 0,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Keep broker data here across restarts (default: temporary).")
+    port: Annotated[int, typer.Option(help="Port of the HTTP frontend.")] = 7333,
+    kafka: Annotated[
+        str | None, typer.Option(help="Use this Kafka (HOST:PORT) instead of starting a local broker.")
     ] = None,
-    smoke: Annotated[bool, typer.Option(help="Run a transactional round-trip once the broker is up.")] = True,
-    exit_after_smoke: Annotated[bool, typer.Option(help="Stop right after the smoke round-trip.")] = False,
+    kafka_port: Annotated[int, typer.Option(help="Port of the local broker (0 = any free port).")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Keep broker data and engine state here across restarts (default: temporary).")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="The namespace to create and serve.")] = "default",
+    partitions: Annotated[int, typer.Option(help="Partitions of the namespace's topics.")] = 4,
+    demo: Annotated[bool, typer.Option(help="Run a demo workflow once up and print its history.")] = False,
+    exit_after_demo: Annotated[bool, typer.Option(help="Stop once the demo has run (for scripts and tests).")] = False,
 ) -> None:
-    """Start a local single-broker Kafka and keep it up until Ctrl-C or SIGTERM.
-
-    The engine, frontend and UI join this command as they are built; today it
-    runs the broker and a transactional smoke round-trip against it.
-    """
-    started = time.monotonic()
+    """Run the whole local stack: Kafka (unless --kafka), the engine and the frontend, until Ctrl-C or SIGTERM."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        broker = LocalBroker(kafka_port or None, data_dir=data_dir)
-        broker.start()
-    except (KafkaSetupError, BrokerStartError) as exc:
+        asyncio.run(_serve(port, kafka, kafka_port, data_dir, namespace, partitions, demo, exit_after_demo))
+    except (KafkaSetupError, BrokerStartError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    try:
-        typer.echo(f"Kafka {broker.bootstrap_servers} ready in {time.monotonic() - started:.1f}s")
-        typer.echo(f"  broker log: {broker.log_file(1)}")
-        if smoke:
-            took = smoke_round_trip(broker.bootstrap_servers)
-            typer.echo(f"  smoke: transactional produce + read_committed consume OK ({took * 1000:.0f} ms)")
-        if not exit_after_smoke:
-            typer.echo("Press Ctrl-C to stop.")
-            stop.wait()
-    finally:
-        typer.echo("stopping Kafka ...")
-        broker.stop()
-        typer.echo("stopped.")
 
 
-def smoke_round_trip(bootstrap: str, timeout: float = 30.0) -> float:
-    """Produce one record in a transaction and read it back with read_committed.
-
-    Returns:
-        Seconds the round-trip took.
-
-    Raises:
-        RuntimeError: the record did not come back within ``timeout``.
-    """
-    from confluent_kafka import Consumer, Producer
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
-
+async def _serve(
+    port: int,
+    kafka: str | None,
+    kafka_port: int,
+    data_dir: Path | None,
+    namespace: str,
+    partitions: int,
+    demo: bool,
+    exit_after_demo: bool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    topic = "kronicle._smoke"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=10).topics
-    if topic not in existing:
-        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
-    payload = uuid.uuid4().bytes
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"kronicle-smoke-{uuid.uuid4()}"})
-    producer.init_transactions(timeout)
-    producer.begin_transaction()
-    producer.produce(topic, value=payload)
-    producer.commit_transaction(timeout)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"kronicle-smoke-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    stack = DevStack(
+        kafka=kafka, kafka_port=kafka_port or None, data_dir=data_dir, port=port, namespace=namespace,
+        partitions=partitions,
+    )  # fmt: skip
+    await stack.start()
     try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None and msg.value() == payload:
-                return time.monotonic() - started
+        typer.echo(f"Kronicle is up in {time.monotonic() - started:.1f}s")
+        typer.echo(f"  frontend   http://{stack.frontend_address}  (Client.connect({stack.frontend_address!r}))")
+        typer.echo(f"  kafka      {stack.kafka_bootstrap_servers}")
+        typer.echo(f"  namespace  {namespace}")
+        typer.echo(f"  metrics    http://{stack.frontend_address}/metrics")
+        typer.echo(f"  data       {stack.data_dir}")
+        if demo:
+            from kronicle.cli import workflow as workflow_cli
+            from kronicle.cli._demo import run_demo
+
+            workflow_id, result = await run_demo(stack.frontend_address, namespace)
+            typer.echo(f"demo workflow {workflow_id} returned {result!r}; its history:")
+            await loop.run_in_executor(
+                None,
+                functools.partial(workflow_cli.show, workflow_id, address=stack.frontend_address, namespace=namespace),
+            )
+        if not exit_after_demo:
+            typer.echo("Press Ctrl-C to stop.")
+            await stop.wait()
     finally:
-        consumer.close()
-    raise RuntimeError(f"smoke record did not come back from {bootstrap} within {timeout:.0f}s")
+        typer.echo("stopping ...")
+        await stack.stop()
+        typer.echo("stopped.")
