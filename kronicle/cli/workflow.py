@@ -461,25 +461,21 @@ def _not_supported(what: str, why: str) -> None:
     raise typer.Exit(1)
 
 
-@app.command("query", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def query() -> None:
-    """Not supported yet: the engine cannot route queries to workers."""
-    _not_supported("query", "the engine does not route queries to workers yet")
+_NOT_YET = {
+    "query": "the engine and worker answer queries, but the frontend does not route them yet",
+    "update": "the engine and worker handle updates, but the frontend does not route them yet",
+    "list": "the visibility store exists, but the frontend does not serve it yet",
+    "count": "the visibility store exists, but the frontend does not serve it yet",
+}
 
 
-@app.command("update", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def update() -> None:
-    """Not supported yet: workflow updates are not built in the engine."""
-    _not_supported("update", "workflow updates are not built in the engine yet")
+def _register_not_supported(what: str, why: str) -> None:
+    def command() -> None:
+        _not_supported(what, why)
+
+    command.__doc__ = f"Not supported yet: {why}."
+    app.command(what, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
 
 
-@app.command("list", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def list_() -> None:
-    """Not supported yet: needs the visibility store."""
-    _not_supported("list", "listing needs the visibility store, which is not built yet")
-
-
-@app.command("count", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def count() -> None:
-    """Not supported yet: needs the visibility store."""
-    _not_supported("count", "counting needs the visibility store, which is not built yet")
+for _what, _why in _NOT_YET.items():
+    _register_not_supported(_what, _why)

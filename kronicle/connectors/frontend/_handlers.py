@@ -287,14 +287,14 @@ class Api:
         return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")})
 
     async def unimplemented(self, request: web.Request) -> web.Response:
-        """Queries, updates, list and count: not built in the engine yet."""
+        """Queries, updates, list and count: built behind the frontend, not routed by it yet."""
         self._namespace(request)
         what = request.match_info.route.name or "this operation"
         reason = {
-            "query": "queries need routing to the worker that owns the workflow, which the engine does not do yet",
-            "update": "workflow updates are not built in the engine yet",
-            "list": "listing needs the visibility store, which is not built yet",
-            "count": "counting needs the visibility store, which is not built yet",
+            "query": "the engine and worker answer queries, but the frontend does not route them yet",
+            "update": "the engine and worker handle updates, but the frontend does not route them yet",
+            "list": "the visibility store exists, but the frontend does not serve it yet",
+            "count": "the visibility store exists, but the frontend does not serve it yet",
         }.get(what, "not built yet")
         raise ApiError("Unimplemented", f"{what} is not supported yet: {reason}", operation=what)
 
