@@ -16,8 +16,19 @@ consumer group gives it (Kafka Streams' EOS v2 / KIP-447 model):
 * only after the commit succeeds are the writes applied to RocksDB, in one
   write batch per partition that also records the changelog offset reached. On
   an abort the overlays are dropped and the consumer rewinds to the first
-  offset of the batch. A fenced producer is fatal: the processor stops touching
-  its partitions and raises :class:`ProcessorFencedError`.
+  offset of the batch.
+
+Broker failures are survived the way Kafka Streams survives them
+(:mod:`kronicle.engine._transactions`): every transactional call is bounded and
+retried while its error is retriable, an abortable error aborts and rewinds,
+and a producer that failed fatally without another instance behind it (e.g.
+the transaction coordinator timed out a batch held up by a dead partition
+leader) is replaced by a new one with the same transactional id. The outcome
+of that batch is then unknown here, so its partitions resynchronise from Kafka:
+the store restores the changelog tail it may have missed and the consumer goes
+back to the group's committed offsets. A real fencing by another live process
+with the same instance id stops the processor with
+:class:`ProcessorFencedError`.
 
 Partitions start paused when assigned and are resumed once their store is
 restored from the changelog (from the local checkpoint, so usually only the
@@ -36,9 +47,16 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from kronicle.engine import metrics
+from kronicle.engine._transactions import (
+    ProcessorFencedError,
+    ProducerReplaced,
+    TransactionAborted,
+    TransactionalProducer,
+    TransactionRecoveryError,
+)
 from kronicle.engine.batch import Codec, InputRecord, PartitionBatch
 from kronicle.engine.handler import TIMER_COLUMN_FAMILIES, Handler
 from kronicle.state.changelog import encode_changelog_key
@@ -54,6 +72,7 @@ __all__ = [
     "Processor",
     "ProcessorConfig",
     "ProcessorFencedError",
+    "TransactionRecoveryError",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,11 +85,7 @@ HEADER_VERSION = "kronicle.version"
 _SEQ_KEY = b"seq"
 _MISSING_TOPIC_RECHECK_S = 10.0
 _Headers = list[tuple[str, str | bytes | None]]
-_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-
-
-class ProcessorFencedError(RuntimeError):
-    """Another producer with this instance's transactional id took over: stop this process."""
+_RESYNC_PAUSE_S = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +109,9 @@ class ProcessorConfig:
     transaction_timeout_ms: int = 10_000
     """Broker-side abort of a transaction left open by a crashed process of another instance."""
     operation_timeout_s: float = 30.0
+    """How long one transactional call (or a committed-offsets fetch) is retried while it fails retriably."""
+    max_producer_replacements: int = 5
+    """Producer replacements in a row, without a commit in between, before the processor gives up."""
     failover_version: int = 0
     """Namespace failover version written in every output record's headers."""
     standby_replicas: bool = False
@@ -157,7 +175,7 @@ class Processor:
         self._closed = False
         self._ns = config.namespace
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._txn: TransactionalProducer | None = None
         self._restorer: Restorer | None = None
         self._standby: StandbyReplicator | None = None
         self._partition_count = 0
@@ -186,7 +204,7 @@ class Processor:
         cfg = self.config
         admin = AdminClient({"bootstrap.servers": cfg.bootstrap_servers})
         self._partition_count = verify_copartitioned(admin, self._ns)
-        self._producer = Producer(
+        self._txn = TransactionalProducer(
             {
                 "bootstrap.servers": cfg.bootstrap_servers,
                 "transactional.id": cfg.transactional_id,
@@ -195,9 +213,13 @@ class Processor:
                 "linger.ms": 2,
                 "queue.buffering.max.messages": 1_000_000,
                 **cfg.producer_config,
-            }
+            },
+            transaction_timeout_ms=cfg.transaction_timeout_ms,
+            retry_s=cfg.operation_timeout_s,
+            max_replacements=cfg.max_producer_replacements,
+            on_event=lambda kind: metrics.TRANSACTIONS.labels(self._ns, kind).inc(),
         )
-        self._producer.init_transactions(cfg.operation_timeout_s)
+        self._txn.start()
         self._restorer = Restorer(self.store, cfg.bootstrap_servers, self.topics.changelog)
         if cfg.standby_replicas:
             self._standby = StandbyReplicator(self.store, cfg.bootstrap_servers, self.topics.changelog)
@@ -430,12 +452,12 @@ class Processor:
         return scan
 
     def _commit(self, batches: dict[int, PartitionBatch]) -> None:
-        assert self._producer is not None and self._consumer is not None
-        producer = self._producer
+        assert self._txn is not None and self._consumer is not None
+        txn = self._txn
         started = time.monotonic()
         delivered: dict[int, int] = {}
         try:
-            producer.begin_transaction()
+            txn.begin()
             offsets: list[TopicPartition] = []
             timer_only: list[TopicPartition] = []
             for p, batch in batches.items():
@@ -449,15 +471,19 @@ class Processor:
             # that lost the partition, so no transaction may go without them.
             if timer_only:
                 offsets.extend(tp for tp in self._consumer.position(timer_only) if tp.offset >= 0)
-            if offsets:
-                producer.send_offsets_to_transaction(
-                    offsets, self._consumer.consumer_group_metadata(), self.config.operation_timeout_s
-                )
-            producer.commit_transaction(self.config.operation_timeout_s)
-        except KafkaException as exc:
-            self._on_transaction_error(exc, batches)
+            txn.commit(offsets, self._consumer.consumer_group_metadata())
+        except TransactionAborted as exc:
+            log.warning("transaction aborted, rewinding %d partition(s): %s", len(batches), exc)
+            self._rewind(batches)
             return
-        producer.poll(0)  # serve the delivery reports that carry the changelog offsets
+        except ProducerReplaced as exc:
+            log.warning("producer replaced, resynchronising %d partition(s) from Kafka: %s", len(batches), exc)
+            self._resync(batches)
+            return
+        except (ProcessorFencedError, TransactionRecoveryError):
+            self._stop.set()
+            raise
+        txn.poll(0)  # serve the delivery reports that carry the changelog offsets
         metrics.TRANSACTION_SECONDS.labels(self._ns).observe(time.monotonic() - started)
         metrics.TRANSACTIONS.labels(self._ns, "committed").inc()
         applied = 0
@@ -539,39 +565,17 @@ class Processor:
         return ok
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None, headers: _Headers, **kwargs: Any) -> None:
-        assert self._producer is not None
-        while True:
-            try:
-                self._producer.produce(topic, value, key, headers=headers, **kwargs)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        assert self._txn is not None
+        self._txn.produce(topic, key, value, headers=headers, **kwargs)
 
-    def _on_transaction_error(self, exc: KafkaException, batches: dict[int, PartitionBatch]) -> None:
-        assert self._producer is not None and self._consumer is not None
-        err: KafkaError = exc.args[0]
-        if err.fatal() or err.code() in _FENCED:
-            metrics.TRANSACTIONS.labels(self._ns, "fenced").inc()
-            self._stop.set()
-            raise ProcessorFencedError(
-                f"transactional id {self.config.transactional_id} was fenced ({err}); another process with "
-                "the same instance id is running, or this one stalled past its group session: stopping"
-            ) from exc
-        log.warning("transaction aborted, rewinding %d partition(s): %s", len(batches), err)
-        metrics.TRANSACTIONS.labels(self._ns, "aborted").inc()
-        try:
-            self._producer.abort_transaction(self.config.operation_timeout_s)
-        except KafkaException as abort_exc:
-            inner: KafkaError = abort_exc.args[0]
-            if inner.fatal() or inner.code() in _FENCED:
-                self._stop.set()
-                raise ProcessorFencedError(f"fenced while aborting: {inner}") from abort_exc
-            raise
-        # The sequence numbers of the aborted batch were never seen: reuse them.
+    def _rewind(self, batches: dict[int, PartitionBatch]) -> None:
+        """After an abort: drop the batch's effects and read its commands again."""
+        assert self._consumer is not None
         for p, batch in batches.items():
             st = self._partitions.get(p)
             if st is None:
                 continue
+            # The sequence numbers of the aborted batch were never seen: reuse them.
             raw_seq = self.store.get(p, ENGINE_COLUMN_FAMILY, _SEQ_KEY)
             st.seq = int.from_bytes(raw_seq, "big") if raw_seq else 0
             if batch.first_offset is not None:
@@ -580,6 +584,48 @@ class Processor:
                 except KafkaException as seek_exc:
                     log.warning("rewinding partition %d: %s", p, seek_exc)
             st.next_due = self._earliest_timer(p)
+
+    def _resync(self, batches: dict[int, PartitionBatch]) -> None:
+        """After a producer replacement: the batch may have committed or not, so ask Kafka.
+
+        The new producer's ``init_transactions`` settled the batch's transaction, so
+        the group's committed offsets and the changelog are final: each partition of
+        the batch goes back to restoring (the restorer reads the changelog tail the
+        store may lack, and sequence number and timers are reloaded when it is done)
+        and its consumer position to the committed offset.
+        """
+        assert self._consumer is not None and self._restorer is not None
+        owned = [p for p in batches if p in self._partitions]
+        if not owned:
+            return
+        tps = [TopicPartition(self.topics.commands, p) for p in owned]
+        self._consumer.pause(tps)
+        for tp in self._committed(tps):
+            st = self._partitions.get(tp.partition)
+            if st is None:
+                continue
+            st.phase = _Phase.RESTORING
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._consumer.seek(TopicPartition(self.topics.commands, tp.partition, offset))
+            self._restorer.start(tp.partition)
+        self._update_partition_gauges()
+
+    def _committed(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets, retried while the group coordinator is unavailable."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + self.config.operation_timeout_s
+        while True:
+            try:
+                return self._consumer.committed(tps, timeout=max(0.5, deadline - time.monotonic()))
+            except KafkaException as exc:
+                if time.monotonic() >= deadline:
+                    self._stop.set()
+                    raise TransactionRecoveryError(
+                        f"cannot read the committed offsets of {self.config.group_id} after replacing the "
+                        f"producer: {exc}; check the brokers (the group coordinator)"
+                    ) from exc
+                log.info("fetching committed offsets: %s; trying again", exc)
+                time.sleep(_RESYNC_PAUSE_S)
 
 
 def _input(msg: Message) -> InputRecord:

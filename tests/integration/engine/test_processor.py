@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from kronicle.engine import metrics
 from kronicle.engine.batch import DLQ_HEADER_ERROR_TYPE, DLQ_HEADER_REASON
 from kronicle.engine.counter import CounterHandler
 from kronicle.engine.processor import (
@@ -23,6 +24,7 @@ from kronicle.engine.processor import (
 )
 from kronicle.topics import NamespaceTopics
 from tests.engine_harness import (
+    Add,
     EngineProcess,
     OutputReader,
     check_exactly_once,
@@ -253,3 +255,55 @@ def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.1)
+
+
+def test_a_transaction_the_coordinator_timed_out_replaces_the_producer_and_loses_and_repeats_nothing(
+    kafka_bootstrap: str, topics: NamespaceTopics, reader: OutputReader, tmp_path: Path
+) -> None:
+    """The self-inflicted fencing a broker outage causes, made on purpose: a batch stalls past the transaction timeout.
+
+    The broker aborts the open transaction and bumps the producer epoch (it checks every 10 s), so
+    the stalled batch's commit is fenced although no other process exists. The processor must
+    replace its producer, resynchronise the partition from Kafka, and apply the batch once.
+    """
+    codec = counter_codec()
+    first = make_adds(20, keys=4, prefix="a")
+    produce_adds(kafka_bootstrap, topics, first, codec)
+    stall = threading.Event()
+
+    def guard(topic: str) -> bool:
+        # Called inside the transaction, the first time the DLQ topic is written to: by then
+        # the batch's history record is out, so the coordinator knows the transaction.
+        if topic == topics.dlq and stall.is_set():
+            stall.clear()
+            time.sleep(14.0)  # > transaction timeout (1 s) + the broker's 10 s abort check
+        return True
+
+    config = ProcessorConfig(
+        kafka_bootstrap, topics.namespace, tmp_path / "state", "e0", transaction_timeout_ms=1000, max_batch_ms=300
+    )
+    processor = Processor(config, CounterHandler(topics.history, codec.encode), codec, topic_guard=guard)
+    replaced = metrics.TRANSACTIONS.labels(topics.namespace, "replaced")
+    thread = threading.Thread(target=processor.run_forever, daemon=True)
+    processor.start()
+    thread.start()
+    try:
+        reader.read_until(len(first), timeout=60)
+        stall.set()
+        late = Add("k0", "late", 5)
+        late_value = codec.encode(
+            "kronicle.example.CounterAdd", {"request_id": late.request_id, "amount": 5, "delay_ms": 0, "padding": b""}
+        )
+        # One batch: an add (history output) and then garbage for the same key (DLQ output).
+        produce_raw(kafka_bootstrap, topics.commands, [(b"k0", late_value), (b"k0", b"garbage")])
+        reader.read_until(len(first) + 1, timeout=90)
+        dead = drain(kafka_bootstrap, topics.dlq, expect=1, timeout=30)
+        reader.settle(2.0)
+    finally:
+        processor.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert not stall.is_set(), "the stall never happened"
+    assert replaced._value.get() >= 1, "the producer was not replaced"
+    check_exactly_once([*first, late], reader.outputs)
+    assert len(dead) == 1
