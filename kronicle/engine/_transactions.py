@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
@@ -226,6 +226,10 @@ class TransactionalProducer:
             self._recover(exc.args[0], "commit_transaction", committing=True)
         self.replacements = 0
 
+    def abandon(self, exc: KafkaException, what: str) -> NoReturn:
+        """Give up the open transaction because of an error outside the producer (abort, or replace)."""
+        self._recover(_error(exc), what)
+
     def poll(self, timeout: float = 0) -> None:
         """Serve delivery reports."""
         self._client.poll(timeout)
@@ -260,7 +264,7 @@ class TransactionalProducer:
                 log.info("%s: retriable error, trying again: %s", what, err)
                 time.sleep(_RETRY_PAUSE_S)
 
-    def _recover(self, err: KafkaError, what: str, *, committing: bool = False) -> None:
+    def _recover(self, err: KafkaError, what: str, *, committing: bool = False) -> NoReturn:
         """Abort or replace after ``err``; always raises."""
         # A commit that failed retriably may have reached the coordinator: only a new
         # producer settles it. An abortable error means it did not (librdkafka says so).
@@ -287,7 +291,7 @@ class TransactionalProducer:
         """Whether a fencing can be the coordinator timing out our own transaction (see the module docstring)."""
         return self._troubled or time.monotonic() - self._began >= self._txn_timeout_s / 2
 
-    def _replace(self, err: KafkaError, what: str) -> None:
+    def _replace(self, err: KafkaError, what: str) -> NoReturn:
         while True:
             self.replacements += 1
             if self.replacements > self._max_replacements:

@@ -469,9 +469,13 @@ class Processor:
             # A batch that only fired timers commits its partition's current position
             # again: the offsets are what lets the group coordinator fence a zombie
             # that lost the partition, so no transaction may go without them.
-            if timer_only:
-                offsets.extend(tp for tp in self._consumer.position(timer_only) if tp.offset >= 0)
-            txn.commit(offsets, self._consumer.consumer_group_metadata())
+            try:
+                if timer_only:
+                    offsets.extend(tp for tp in self._consumer.position(timer_only) if tp.offset >= 0)
+                metadata = self._consumer.consumer_group_metadata()
+            except KafkaException as exc:
+                txn.abandon(exc, "reading the consumer's positions")
+            txn.commit(offsets, metadata)
         except TransactionAborted as exc:
             log.warning("transaction aborted, rewinding %d partition(s): %s", len(batches), exc)
             self._rewind(batches)

@@ -252,3 +252,11 @@ def test_buffer_full_waits_for_room() -> None:
     client.produce = produce
     h.transaction()
     assert h.calls.count("produce") == 1
+
+
+def test_abandoning_a_transaction_for_an_outside_error_aborts_it() -> None:
+    h = Harness({})
+    h.producer.begin()
+    with pytest.raises(TransactionAborted):
+        h.producer.abandon(KafkaException(KafkaError(KafkaError._STATE, "consumer closed")), "position")
+    assert h.calls == ["begin", "abort"]
