@@ -220,11 +220,21 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         return run
 
     def _wft_retry(self, tx: Tx, run: Run) -> None:
-        """After a failed or timed-out workflow task: flush, then retry now or after a backoff."""
+        """After a failed or timed-out workflow task: flush, then retry now or after a backoff.
+
+        The retry is transient (see :meth:`Tx.schedule_workflow_task`) unless events
+        are written before it is scheduled; buffered events written here make it a
+        normal task with attempt 1 at once, as in Temporal.
+        """
+        tx.cancel_timer(run, "wft")
         run["wft"] = None
         run["wft_attempt"] += 1
+        run["wft_failed_next_event_id"] = run["next_event_id"]
         tx.undeliver_updates(run)
-        tx.flush_buffer(run)
+        if tx.flush_buffer(run):
+            run["wft_attempt"] = 1
+            tx.schedule_workflow_task(run)
+            return
         opts = self._cfg.options
         extra = run["wft_attempt"] - 1 - opts.workflow_task_immediate_retries
         if extra <= 0:
@@ -519,6 +529,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
     def _write_wft_started(self, tx: Tx, run: Run, v: dict[str, Any]) -> int:
         wft = run["wft"]
         tx.cancel_timer(run, "wft")
+        tx.write_transient_scheduled(run)
         started_time = min(max(int(v.get("started_time_ms") or 0), wft["scheduled_time"]), tx.now)
         return tx.add_event(
             run,
@@ -528,6 +539,11 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         )
 
     def _fail_wft(self, tx: Tx, run: Run, v: dict[str, Any], cause: str, failure: dict[str, Any] | None) -> None:
+        if run["wft"].get("transient"):
+            # A retry that failed again: no event (Temporal's transient attempts); only the count grows.
+            self.stats["transient_workflow_task_failure"] += 1
+            self._wft_retry(tx, run)
+            return
         started = self._write_wft_started(tx, run, v)
         tx.add_event(
             run,
@@ -691,11 +707,9 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         if wft is None or (wft["scheduled_event_id"], wft["attempt"]) != (f["scheduled_event_id"], f["attempt"]):
             self.stats["stale_timer"] += 1
             return
-        tx.add_event(
-            run,
-            "WorkflowTaskTimedOut",
-            {"scheduled_event_id": wft["scheduled_event_id"], "started_event_id": 0, "timeout_type": "START_TO_CLOSE"},
-        )
+        if not wft.get("transient"):
+            attrs = {"scheduled_event_id": wft["scheduled_event_id"], "started_event_id": 0}
+            tx.add_event(run, "WorkflowTaskTimedOut", {**attrs, "timeout_type": "START_TO_CLOSE"})
         self._wft_retry(tx, run)
 
     def _timer_wft_backoff(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:

@@ -236,10 +236,26 @@ def check_invariants(b: Bench) -> None:
             assert len(closed_acts) == len(set(closed_acts)) and len(closed_timers) == len(set(closed_timers))
             assert {int(s) for s in run["activities"]} == scheduled - set(closed_acts)
             assert set(run["timers"].values()) == timers - set(closed_timers)
-        # Workflow tasks: at most one outstanding, and it is the last WorkflowTaskScheduled.
+        # Workflow tasks: at most one outstanding, and it is the last WorkflowTaskScheduled (or, for a
+        # transient retry, the one that will be written next).
         if run["wft"] is not None:
-            last = max(e["event_id"] for e in events if e["event_type"] == "WorkflowTaskScheduled")
-            assert run["wft"]["scheduled_event_id"] == last
+            if run["wft"].get("transient"):
+                assert run["wft"]["scheduled_event_id"] == run["next_event_id"] and run["wft"]["attempt"] > 1
+            else:
+                last = max(e["event_id"] for e in events if e["event_type"] == "WorkflowTaskScheduled")
+                assert run["wft"]["scheduled_event_id"] == last
+        # Event times never go back.
+        times = [e["event_time"] for e in events]
+        assert times == sorted(times)
+        # Retries are transient: a retried task's events are written only when it completes, so a
+        # failing task leaves one WorkflowTaskFailed/TimedOut however often it is retried.
+        by_id = {e["event_id"]: e for e in events}
+        for e in events:
+            if e["event_type"] == "WorkflowTaskScheduled" and attrs(e)["attempt"] > 1:
+                following = [by_id.get(e["event_id"] + k, {}).get("event_type") for k in (1, 2)]
+                assert following == ["WorkflowTaskStarted", "WorkflowTaskCompleted"]
+            if e["event_type"] in ("WorkflowTaskFailed", "WorkflowTaskTimedOut"):
+                assert attrs(by_id[attrs(e)["scheduled_event_id"]])["attempt"] == 1
     assert topics.history == "kronicle.default.history"
 
 

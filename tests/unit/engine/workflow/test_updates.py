@@ -102,7 +102,7 @@ def test_completing_an_update_that_was_not_accepted_fails_the_task() -> None:
     _idle(b)
     _update(b)
     b.complete_task("wf", [_respond("COMPLETED", result=[b"x"])])
-    assert attrs(b.history("wf")[-2])["cause"] == "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
+    assert attrs(b.history("wf")[-1])["cause"] == "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
     assert _stages(b) == []
 
 
