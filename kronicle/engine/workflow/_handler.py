@@ -35,6 +35,7 @@ from kronicle.engine.workflow._state import (
     attributes_field,
     event_key,
     loads,
+    payload_size,
     start_run_id,
 )
 from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
@@ -53,6 +54,23 @@ _CLOSE_COMMANDS = frozenset(
     }
 )
 _FAILED_STATUSES = frozenset({"FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
+# The WorkflowTaskFailed cause for a command whose payloads are over the limit (Temporal's names).
+_OVERSIZE_CAUSES = {
+    "ScheduleActivityTask": "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES",
+    "RequestCancelActivityTask": "BAD_REQUEST_CANCEL_ACTIVITY_ATTRIBUTES",
+    "StartTimer": "BAD_START_TIMER_ATTRIBUTES",
+    "CancelTimer": "BAD_CANCEL_TIMER_ATTRIBUTES",
+    "CompleteWorkflowExecution": "BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "FailWorkflowExecution": "BAD_FAIL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "CancelWorkflowExecution": "BAD_CANCEL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "ContinueAsNewWorkflowExecution": "BAD_CONTINUE_AS_NEW_ATTRIBUTES",
+    "RecordMarker": "BAD_RECORD_MARKER_ATTRIBUTES",
+    "UpsertWorkflowSearchAttributes": "BAD_SEARCH_ATTRIBUTES",
+    "StartChildWorkflowExecution": "BAD_START_CHILD_EXECUTION_ATTRIBUTES",
+    "SignalExternalWorkflowExecution": "BAD_SIGNAL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "RequestCancelExternalWorkflowExecution": "BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "UpdateResponse": "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE",
+}
 
 
 class _Rejected(Exception):
@@ -597,6 +615,13 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             method = getattr(self, f"_cmd_{command_type}", None)
             if attrs is None or method is None:
                 raise BadCommand("BAD_COMMAND", f"command {command_type!r} has no attributes or is unknown")
+            if (size := payload_size(attrs)) > self._cfg.options.max_payload_bytes:
+                limit = self._cfg.options.max_payload_bytes
+                raise BadCommand(
+                    _OVERSIZE_CAUSES.get(command_type, "BAD_COMMAND"),
+                    f"{command_type} carries {size} bytes, over the payload limit of {limit}; store large data"
+                    " elsewhere and pass a reference",
+                )
             if command_type in _CLOSE_COMMANDS and unseen:
                 raise BadCommand(
                     "UNHANDLED_COMMAND",
@@ -617,7 +642,13 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         if run is None:
             self.stats["stale_workflow_task_failure"] += 1
             return
-        self._fail_wft(tx, run, v, v.get("cause") or "WORKFLOW_WORKER_UNHANDLED_FAILURE", v.get("failure"))
+        failure = v.get("failure")
+        if (size := payload_size(failure)) > self._cfg.options.max_payload_bytes:
+            self.stats["oversize_worker_result"] += 1
+            failure = acts.oversize_failure(
+                "the workflow task failure", size, self._cfg.options.max_payload_bytes, failure["message"]
+            )
+        self._fail_wft(tx, run, v, v.get("cause") or "WORKFLOW_WORKER_UNHANDLED_FAILURE", failure)
 
     # -- activity results from workers ---------------------------------------------------
 
@@ -645,6 +676,13 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         run, act = found
         self._note_start(act, v)
         identity = v.get("identity") or ""
+        limit = self._cfg.options.max_payload_bytes
+        if (size := payload_size(v.get("result"))) > limit:
+            # Temporal fails the activity (for good) rather than write an oversize result.
+            self.stats["oversize_worker_result"] += 1
+            failure = acts.oversize_failure("the activity result", size, limit)
+            acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", retryable=False, identity=identity)
+            return
         attrs = {"result": v.get("result") or [], "identity": identity}
         acts.close_activity(tx, run, act, "ActivityTaskCompleted", attrs, identity=identity)
 
@@ -656,10 +694,16 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             return
         run, act = found
         self._note_start(act, v)
-        if v.get("last_heartbeat_details"):
-            act["heartbeat_details"] = v["last_heartbeat_details"]
+        limit = self._cfg.options.max_payload_bytes
         failure = dict(v["failure"])
         identity = v.get("identity") or ""
+        if (size := payload_size(failure) + payload_size(v.get("last_heartbeat_details"))) > limit:
+            self.stats["oversize_worker_result"] += 1
+            failure = acts.oversize_failure("the activity failure", size, limit, failure.get("message") or "")
+            acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", retryable=False, identity=identity)
+            return
+        if v.get("last_heartbeat_details"):
+            act["heartbeat_details"] = v["last_heartbeat_details"]
         acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", identity=identity)
 
     def _on_heartbeat_activity_task(self, tx: Tx, command: CommandRecord) -> None:
@@ -673,6 +717,15 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             return
         run, act = found
         self._note_start(act, v)
+        limit = self._cfg.options.max_payload_bytes
+        if (size := payload_size(v.get("details"))) > limit:
+            self.stats["oversize_worker_result"] += 1
+            failure = acts.oversize_failure("the heartbeat details", size, limit)
+            identity = v.get("identity") or ""
+            acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", retryable=False, identity=identity)
+            if reply_to:
+                acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
+            return
         sid = str(act["scheduled_event_id"])
         act["heartbeat_details"] = v.get("details") or []
         act["last_heartbeat_time"] = tx.now
@@ -693,8 +746,12 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         run, act = found
         self._note_start(act, v)
         identity = v.get("identity") or ""
+        details = v.get("details") or []
+        if payload_size(details) > self._cfg.options.max_payload_bytes:
+            self.stats["oversize_worker_result"] += 1
+            details = []  # the cancellation stands; its details are dropped
         attrs = {
-            "details": v.get("details") or [],
+            "details": details,
             "latest_cancel_requested_event_id": act["cancel_requested_event_id"],
             "identity": identity,
         }

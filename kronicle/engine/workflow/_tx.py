@@ -68,7 +68,8 @@ class WorkflowOptions:
     retention_ms: int = 7 * 24 * 3600 * 1000
     """How long a closed run's state and stored events are kept (the namespace's retention)."""
     max_payload_bytes: int = 2 * 1024 * 1024
-    """Largest total payload of a start's input or a signal's input."""
+    """Largest payload data (bytes and strings, see ``payload_size``) of a client input (start, signal, update,
+    query) and of a worker result (each command of a completion, an activity result, failure or heartbeat)."""
     max_pending_activities: int = 2000
     """Most activities one run may have pending (Temporal's default limit)."""
     max_signals_per_execution: int = 10_000
