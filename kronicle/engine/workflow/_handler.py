@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from kronicle.engine.handler import CommandRecord, Context, Handler, InvalidCommand
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms
 from kronicle.engine.workflow._interworkflow import InterWorkflowResults
 from kronicle.engine.workflow._state import (
     CF_DEDUP,
@@ -323,6 +324,16 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             retry_policy = acts.normalize_retry_policy(v["retry_policy"]) if v.get("retry_policy") else None
         except BadCommand as exc:
             raise _Rejected("InvalidArgument", exc.message) from exc
+        cron = (v.get("cron_schedule") or "").strip()
+        delay = int(v.get("start_delay_ms") or 0)
+        if cron:
+            if delay:
+                raise _Rejected("InvalidArgument", "start_delay cannot be combined with cron_schedule; use one")
+            try:
+                # As in Temporal, the first run waits for the schedule's next time.
+                delay = next_cron_time_ms(cron, tx.now) - tx.now
+            except InvalidCronSchedule as exc:
+                raise _Rejected("InvalidArgument", str(exc)) from exc
         self._start_run(
             tx,
             run_id=run_id,
@@ -333,7 +344,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             task_timeout_ms=int(v.get("task_timeout_ms") or 0),
             expiration_ms=tx.now + execution_timeout if execution_timeout else 0,
             execution_timeout_ms=execution_timeout,
-            delay_ms=int(v.get("start_delay_ms") or 0),
+            delay_ms=delay,
             memo=v.get("memo") or {},
             search_attributes=v.get("search_attributes") or {},
             header=v.get("header") or {},
@@ -342,6 +353,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             signal=signal,
             parent=v.get("parent"),
             retry_policy=retry_policy,
+            cron_schedule=cron,
         )
         return run_id
 
