@@ -554,6 +554,13 @@ class WorkerCommands:
         bad = "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
         update_id, outcome = a.get("update_id") or "", a.get("outcome") or ""
         update = run["updates"].get(update_id)
+        if update_id in run["completed_updates"] or (
+            update is not None and (update["state"], outcome) == ("ACCEPTED", "ACCEPTED")
+        ):
+            # A repeated answer (the update is already completed, or already accepted): nothing to do,
+            # and nothing the caller has not heard already. The rest of the completion applies.
+            self.stats["duplicate_update_response"] += 1
+            return
         expected = {"ACCEPTED": "DELIVERED", "REJECTED": "DELIVERED", "COMPLETED": "ACCEPTED"}
         if update is None or outcome not in expected or update["state"] != expected[outcome]:
             state = update["state"] if update else "unknown"
