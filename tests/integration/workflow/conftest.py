@@ -61,7 +61,8 @@ async def wait_until(engine: EngineService, workflow_id: str, done: Any, timeout
         run = engine.describe(workflow_id)
         if run is not None and done(run):
             return run
-        assert loop.time() < deadline, f"{workflow_id} did not get there: {run and run['status']}"
+        summary = run and {k: run.get(k) for k in ("status", "next_event_id", "wft", "wft_attempt", "wft_backoff")}
+        assert loop.time() < deadline, f"{workflow_id} did not get there: {summary}"
         await engine.wait_for_change(workflow_id, 0.5)
 
 

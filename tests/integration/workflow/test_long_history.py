@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -51,7 +52,10 @@ async def test_a_long_history_keeps_working_and_a_new_worker_replays_it(client: 
     wid = new_id("long")
     began = time.monotonic()
     async with Worker(client, task_queue=queue, workflows=[LongHistory]):
-        handle = await client.start_workflow(LongHistory.run, TASKS, MARKERS_PER_TASK, id=wid, task_queue=queue)
+        # The longest task timeout: on a loaded machine a task of 1,000 commands, or a full replay, is slow.
+        handle = await client.start_workflow(
+            LongHistory.run, TASKS, MARKERS_PER_TASK, id=wid, task_queue=queue, task_timeout=timedelta(minutes=2)
+        )
         # Waiting for the signal: every task's events are written.
         await wait_until(
             engine,
@@ -71,7 +75,8 @@ async def test_a_long_history_keeps_working_and_a_new_worker_replays_it(client: 
     events = engine.read_history(wid, "", 1, length + 100)
     assert_history_invariants(events)
     assert events[-1]["event_type"] == "WorkflowExecutionCompleted"
+    retried = sum(e["event_type"] in ("WorkflowTaskFailed", "WorkflowTaskTimedOut") for e in events)
     print(
         f"\nlong history: {length} events built in {built:.1f} s;"
-        f" a new worker replayed and finished in {replayed:.1f} s"
+        f" a new worker replayed and finished in {replayed:.1f} s; {retried} failed or timed-out workflow tasks"
     )
