@@ -7,7 +7,9 @@ zone>`` (or ``TZ=``) to evaluate it in that zone, or one of the shorthands
 ``@hourly``, or ``@every <duration>`` (``@every 1h30m``, units ``d h m s``).
 That is the dialect Temporal accepts (robfig/cron's standard parser). Field
 parsing and iteration are cronsim's, which follows Debian cron (a day matches
-if either day-of-month or day-of-week matches, when both are restricted).
+if either day-of-month or day-of-week matches, when both are restricted) and
+also takes its extensions (``L`` for the last day, ``5#2`` for the second
+Friday). A next time more than 100 years ahead is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ _SHORTHANDS = {
 _EVERY = re.compile(r"^@every\s+((?:\d+[dhms])+)$")
 _EVERY_PART = re.compile(r"(\d+)([dhms])")
 _UNIT_MS = {"d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1_000}
+_MAX_AHEAD_MS = 100 * 366 * 86_400_000
+"""A next time further ahead than this (100 years) is refused: it is a mistake, and must fit a timer."""
 
 
 class InvalidCronSchedule(ValueError):
@@ -80,9 +84,15 @@ def next_cron_time_ms(schedule: str, after_ms: int) -> int:
     zone, expr = _split(schedule)
     every = _every_ms(expr)
     if every is not None:
-        if every <= 0:
-            raise InvalidCronSchedule(f"cron schedule {schedule!r}: @every needs a positive duration")
+        if not 0 < every <= _MAX_AHEAD_MS:
+            raise InvalidCronSchedule(f"cron schedule {schedule!r}: @every needs a duration from 1s to 100 years")
         return after_ms + every
+    if len(expr.split()) != 5:
+        # cronsim would take a sixth (seconds) field; Temporal's dialect has five.
+        raise InvalidCronSchedule(
+            f"cron schedule {schedule!r} has {len(expr.split())} fields; use 5 fields 'minute hour day-of-month"
+            " month day-of-week' (e.g. '0 */2 * * *'), a shorthand such as '@daily', or '@every 90m'"
+        )
     tz = zone or UTC
     start = datetime.fromtimestamp(after_ms / 1000, tz=UTC).astimezone(tz)
     try:
@@ -95,4 +105,7 @@ def next_cron_time_ms(schedule: str, after_ms: int) -> int:
     # cronsim steps in whole minutes from the minute of ``start``; never return a time at or before it.
     if following <= start:
         following = next(CronSim(expr, start + timedelta(minutes=1)))
-    return int(following.timestamp() * 1000)
+    due = int(following.timestamp() * 1000)
+    if due - after_ms > _MAX_AHEAD_MS:
+        raise InvalidCronSchedule(f"cron schedule {schedule!r} next matches more than 100 years ahead")
+    return due

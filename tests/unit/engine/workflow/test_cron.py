@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kronicle.engine.handler import InvalidCommand
 from kronicle.engine.workflow import continued_run_id
@@ -43,7 +45,20 @@ def test_shorthands_time_zones_and_every() -> None:
     assert next_cron_time_ms("@every 1h30m", start) == start + 5_400_000
 
 
-@pytest.mark.parametrize("bad", ["", "bad", "61 * * * *", "* * 31 2 *", "CRON_TZ=Mars/Base * * * * *", "@every 0s"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "bad",
+        "61 * * * *",
+        "* * 31 2 *",
+        "CRON_TZ=Mars/Base * * * * *",
+        "CRON_TZ=../../etc/passwd * * * * *",
+        "@every 0s",
+        "@every 99999999999999999999d",
+        "* * * * * *",
+    ],
+)
 def test_invalid_schedules_say_what_is_accepted(bad: str) -> None:
     with pytest.raises(InvalidCronSchedule, match="cron schedule"):
         validate_cron_schedule(bad)
@@ -181,3 +196,14 @@ def test_a_child_can_have_a_schedule_and_a_bad_one_fails_the_task() -> None:
     bad = command("StartChildWorkflowExecution", workflow_id="c", workflow_type="C", cron_schedule="x")
     b2.complete_task("wf", [bad])
     assert attrs(b2.history("wf")[-1])["cause"] == "BAD_START_CHILD_EXECUTION_ATTRIBUTES"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60) | st.from_regex(r"(CRON_TZ=\S* )?[-*/,0-9a-zA-Z@ ]{0,30}", fullmatch=True))
+def test_any_text_is_a_schedule_or_a_clear_error(text: str) -> None:
+    try:
+        due = next_cron_time_ms(text, T0)
+    except InvalidCronSchedule as exc:
+        assert "cron schedule" in str(exc)
+    else:
+        assert due > T0
