@@ -340,3 +340,16 @@ def test_event_times_never_go_back_even_for_buffered_events() -> None:
     assert times == sorted(times)
     signaled = next(e for e in events if e["event_type"] == "WorkflowExecutionSignaled")
     assert signaled["event_time"] == b.now  # written after WorkflowTaskCompleted, at the time it was written
+
+
+def test_a_late_answer_from_an_earlier_transient_attempt_changes_nothing() -> None:
+    b = Bench()
+    b.start("wf", task_timeout_ms=1_000)
+    b.fail_task("wf")
+    second = b.last_task("wf")
+    b.advance(1_000)  # attempt 2 times out (no event); attempt 3 goes out at once
+    assert b.last_task("wf")["attempt"] == 3
+    before = b.snapshot()
+    b.complete_task("wf", [command("CompleteWorkflowExecution")], task=second)
+    b.fail_task("wf", task=second)
+    assert b.snapshot() == before
