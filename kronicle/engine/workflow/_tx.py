@@ -170,8 +170,8 @@ class Tx:
         The event's time is ``time_ms`` (default: now) but never earlier than the
         previous event's, so event times are non-decreasing with event ids. That
         matters for events written later than they happened (a buffered signal, an
-        ActivityTaskStarted at the worker's start time): they get the time they
-        enter history at the latest, the same choice Temporal makes for buffered events.
+        ActivityTaskStarted at the worker's start time): they get at most the
+        time they enter history, and their order is kept.
         """
         event_id: int = run["next_event_id"]
         run["next_event_id"] = event_id + 1
