@@ -200,6 +200,7 @@ class Client:
         memo: Mapping[str, Any] | None = None,
         search_attributes: Mapping[str, Any] | None = None,
         start_delay: timedelta | None = None,
+        cron_schedule: str = "",
         request_id: str | None = None,
         start_signal: str | None = None,
         start_signal_args: Sequence[Any] = (),
@@ -210,6 +211,8 @@ class Client:
         ``workflow`` is a ``@workflow.run`` method (``MyWorkflow.run``) or a type name.
         With ``start_signal`` the signal is delivered to the running workflow, or
         the workflow is started with the signal as its first event (signal-with-start).
+        With ``cron_schedule`` (e.g. ``"0 * * * *"``, UTC) the first run waits for the next
+        scheduled time and every run is followed by the next one, as in Temporal.
 
         Raises:
             WorkflowAlreadyStartedError: the id is taken under the id policies.
@@ -233,6 +236,8 @@ class Client:
             "memo": await self._payload_map(memo),
             "search_attributes": await self._payload_map(search_attributes),
         }
+        if cron_schedule:
+            body["cron_schedule"] = cron_schedule
         try:
             if start_signal is not None:
                 body["signal_input"] = await self._payloads(start_signal_args)

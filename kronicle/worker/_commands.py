@@ -156,6 +156,7 @@ async def commands_to_wire(
                         search_attributes=await payload_map(
                             {k: conv.to_payload(v) for k, v in (c.search_attributes or {}).items()}
                         ),
+                        cron_schedule=c.cron_schedule or "",
                     )
                 )
             case act.SignalExternalWorkflow():

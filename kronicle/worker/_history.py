@@ -518,6 +518,7 @@ class RunHistory:
             continued_run_id=a.get("continued_execution_run_id") or None,
             first_execution_run_id=a.get("first_execution_run_id") or self.run_id,
             parent=parent,
+            cron_schedule=a.get("cron_schedule") or None,
             search_attributes=search,
             headers=await self._decode_map(a.get("header")),
         )

@@ -298,6 +298,12 @@ class WorkflowTaskRunner:
             last = int(events[-1]["event_id"]) if events else 0
             if last > scheduled:
                 return None
+            # The task's own events continue stored history: a retried (transient) task's
+            # WorkflowTaskScheduled is only in the task until an attempt completes.
+            tail = [e for e in task["history"] if int(e["event_id"]) > last]
+            if tail and int(tail[0]["event_id"]) == last + 1:
+                events = [*events, *tail]
+                last = int(events[-1]["event_id"])
             if last == scheduled:
                 self.stats["full_replay"] += 1
                 return events

@@ -170,6 +170,7 @@ class Api:
             "run_timeout_ms": opt_int(body, "run_timeout_ms"),
             "task_timeout_ms": opt_int(body, "task_timeout_ms"),
             "start_delay_ms": opt_int(body, "start_delay_ms"),
+            "cron_schedule": opt_str(body, "cron_schedule"),
             "memo": wire_payload_map(body, "memo"),
             "search_attributes": wire_payload_map(body, "search_attributes"),
             "header": wire_payload_map(body, "header"),

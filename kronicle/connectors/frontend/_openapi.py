@@ -64,6 +64,7 @@ _START_PROPS: dict[str, Any] = {
     "run_timeout_ms": _MS,
     "task_timeout_ms": _MS,
     "start_delay_ms": _MS,
+    "cron_schedule": {"type": "string", "description": "Cron expression (UTC); runs start at its times."},
     "memo": _OBJ_OF_PAYLOADS,
     "search_attributes": _OBJ_OF_PAYLOADS,
     "header": _OBJ_OF_PAYLOADS,

@@ -20,6 +20,7 @@ __all__ = [
     "dispatch_attempt",
     "fail_attempt",
     "normalize_retry_policy",
+    "oversize_failure",
     "retry_delay",
     "schedule_activity",
     "timeout_attempt",
@@ -36,6 +37,23 @@ class BadCommand(Exception):
         super().__init__(f"{cause}: {message}")
         self.cause = cause
         self.message = message
+
+
+def oversize_failure(what: str, size: int, limit: int, original: str = "") -> dict[str, Any]:
+    """The non-retryable server failure that replaces a worker result over the payload limit (as Temporal does)."""
+    message = (
+        f"{what} is {size} bytes, over the payload limit of {limit} bytes; store large data elsewhere"
+        " (a blob store) and pass a reference"
+    )
+    if original:
+        message += f" (original message: {original[:200]})"
+    return {
+        "message": message,
+        "source": "Kronicle",
+        "failure_type": "server",
+        "type": "PayloadSizeLimitExceeded",
+        "non_retryable": True,
+    }
 
 
 def normalize_retry_policy(policy: dict[str, Any] | None) -> dict[str, Any]:

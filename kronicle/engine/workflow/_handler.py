@@ -3,8 +3,9 @@
 One method per command (``_on_<command>``) and one per timer kind
 (``_timer_<kind>``); the worker commands inside a workflow-task completion
 (``_cmd_<CommandType>``) and starting a run live in the
-:class:`~kronicle.engine.workflow._worker_commands.WorkerCommands` mixin, and
-activity mechanics in :mod:`kronicle.engine.workflow._activities`. All of them
+:class:`~kronicle.engine.workflow._worker_commands.WorkerCommands` mixin, results
+of activity attempts in :class:`~kronicle.engine.workflow._activity_results.ActivityResults`,
+and activity mechanics in :mod:`kronicle.engine.workflow._activities`. All of them
 work on a :class:`Tx`, which is committed to the context only when the command
 has been applied.
 
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from kronicle.engine.handler import CommandRecord, Context, Handler, InvalidCommand
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._activity_results import ActivityResults
+from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms
 from kronicle.engine.workflow._interworkflow import InterWorkflowResults
 from kronicle.engine.workflow._state import (
     CF_DEDUP,
@@ -35,6 +38,7 @@ from kronicle.engine.workflow._state import (
     attributes_field,
     event_key,
     loads,
+    payload_size,
     start_run_id,
 )
 from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
@@ -53,6 +57,23 @@ _CLOSE_COMMANDS = frozenset(
     }
 )
 _FAILED_STATUSES = frozenset({"FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
+# The WorkflowTaskFailed cause for a command whose payloads are over the limit (Temporal's names).
+_OVERSIZE_CAUSES = {
+    "ScheduleActivityTask": "BAD_SCHEDULE_ACTIVITY_ATTRIBUTES",
+    "RequestCancelActivityTask": "BAD_REQUEST_CANCEL_ACTIVITY_ATTRIBUTES",
+    "StartTimer": "BAD_START_TIMER_ATTRIBUTES",
+    "CancelTimer": "BAD_CANCEL_TIMER_ATTRIBUTES",
+    "CompleteWorkflowExecution": "BAD_COMPLETE_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "FailWorkflowExecution": "BAD_FAIL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "CancelWorkflowExecution": "BAD_CANCEL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "ContinueAsNewWorkflowExecution": "BAD_CONTINUE_AS_NEW_ATTRIBUTES",
+    "RecordMarker": "BAD_RECORD_MARKER_ATTRIBUTES",
+    "UpsertWorkflowSearchAttributes": "BAD_SEARCH_ATTRIBUTES",
+    "StartChildWorkflowExecution": "BAD_START_CHILD_EXECUTION_ATTRIBUTES",
+    "SignalExternalWorkflowExecution": "BAD_SIGNAL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "RequestCancelExternalWorkflowExecution": "BAD_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_ATTRIBUTES",
+    "UpdateResponse": "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE",
+}
 
 
 class _Rejected(Exception):
@@ -62,7 +83,7 @@ class _Rejected(Exception):
         self.message = message
 
 
-class WorkflowHandler(WorkerCommands, InterWorkflowResults):
+class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
     """Applies workflow commands to one partition's state; pure (no I/O, no clock).
 
     Args:
@@ -220,11 +241,21 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         return run
 
     def _wft_retry(self, tx: Tx, run: Run) -> None:
-        """After a failed or timed-out workflow task: flush, then retry now or after a backoff."""
+        """After a failed or timed-out workflow task: flush, then retry now or after a backoff.
+
+        The retry is transient (see :meth:`Tx.schedule_workflow_task`) unless events
+        are written before it is scheduled; buffered events written here make it a
+        normal task with attempt 1 at once, as in Temporal.
+        """
+        tx.cancel_timer(run, "wft")
         run["wft"] = None
         run["wft_attempt"] += 1
+        run["wft_failed_next_event_id"] = run["next_event_id"]
         tx.undeliver_updates(run)
-        tx.flush_buffer(run)
+        if tx.flush_buffer(run):
+            run["wft_attempt"] = 1
+            tx.schedule_workflow_task(run)
+            return
         opts = self._cfg.options
         extra = run["wft_attempt"] - 1 - opts.workflow_task_immediate_retries
         if extra <= 0:
@@ -295,6 +326,16 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             retry_policy = acts.normalize_retry_policy(v["retry_policy"]) if v.get("retry_policy") else None
         except BadCommand as exc:
             raise _Rejected("InvalidArgument", exc.message) from exc
+        cron = (v.get("cron_schedule") or "").strip()
+        delay = int(v.get("start_delay_ms") or 0)
+        if cron:
+            if delay:
+                raise _Rejected("InvalidArgument", "start_delay cannot be combined with cron_schedule; use one")
+            try:
+                # As in Temporal, the first run waits for the schedule's next time.
+                delay = next_cron_time_ms(cron, tx.now) - tx.now
+            except InvalidCronSchedule as exc:
+                raise _Rejected("InvalidArgument", str(exc)) from exc
         self._start_run(
             tx,
             run_id=run_id,
@@ -305,7 +346,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             task_timeout_ms=int(v.get("task_timeout_ms") or 0),
             expiration_ms=tx.now + execution_timeout if execution_timeout else 0,
             execution_timeout_ms=execution_timeout,
-            delay_ms=int(v.get("start_delay_ms") or 0),
+            delay_ms=delay,
             memo=v.get("memo") or {},
             search_attributes=v.get("search_attributes") or {},
             header=v.get("header") or {},
@@ -314,6 +355,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             signal=signal,
             parent=v.get("parent"),
             retry_policy=retry_policy,
+            cron_schedule=cron,
         )
         return run_id
 
@@ -519,6 +561,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
     def _write_wft_started(self, tx: Tx, run: Run, v: dict[str, Any]) -> int:
         wft = run["wft"]
         tx.cancel_timer(run, "wft")
+        tx.write_transient_scheduled(run)
         started_time = min(max(int(v.get("started_time_ms") or 0), wft["scheduled_time"]), tx.now)
         return tx.add_event(
             run,
@@ -528,6 +571,11 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         )
 
     def _fail_wft(self, tx: Tx, run: Run, v: dict[str, Any], cause: str, failure: dict[str, Any] | None) -> None:
+        if run["wft"].get("transient"):
+            # A retry that failed again: no event (Temporal's transient attempts); only the count grows.
+            self.stats["transient_workflow_task_failure"] += 1
+            self._wft_retry(tx, run)
+            return
         started = self._write_wft_started(tx, run, v)
         tx.add_event(
             run,
@@ -581,6 +629,13 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
             method = getattr(self, f"_cmd_{command_type}", None)
             if attrs is None or method is None:
                 raise BadCommand("BAD_COMMAND", f"command {command_type!r} has no attributes or is unknown")
+            if (size := payload_size(attrs)) > self._cfg.options.max_payload_bytes:
+                limit = self._cfg.options.max_payload_bytes
+                raise BadCommand(
+                    _OVERSIZE_CAUSES.get(command_type, "BAD_COMMAND"),
+                    f"{command_type} carries {size} bytes, over the payload limit of {limit}; store large data"
+                    " elsewhere and pass a reference",
+                )
             if command_type in _CLOSE_COMMANDS and unseen:
                 raise BadCommand(
                     "UNHANDLED_COMMAND",
@@ -601,88 +656,13 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         if run is None:
             self.stats["stale_workflow_task_failure"] += 1
             return
-        self._fail_wft(tx, run, v, v.get("cause") or "WORKFLOW_WORKER_UNHANDLED_FAILURE", v.get("failure"))
-
-    # -- activity results from workers ---------------------------------------------------
-
-    def _current_attempt(self, tx: Tx, v: dict[str, Any]) -> tuple[Run, dict[str, Any]] | None:
-        """The run and activity whose current, dispatched attempt ``v`` names; None if stale."""
-        run = tx.load(v.get("run_id") or "")
-        if run is None or run["status"] != "RUNNING":
-            return None
-        act = run["activities"].get(str(v["scheduled_event_id"]))
-        if act is None or act["attempt"] != v["attempt"] or act["state"] != "DISPATCHED":
-            return None
-        return run, act
-
-    @staticmethod
-    def _note_start(act: dict[str, Any], v: dict[str, Any]) -> None:
-        if v.get("started_time_ms"):
-            act["worker_started_time"] = int(v["started_time_ms"])
-
-    def _on_complete_activity_task(self, tx: Tx, command: CommandRecord) -> None:
-        v = command.value
-        found = self._current_attempt(tx, v)
-        if found is None:
-            self.stats["stale_activity_completion"] += 1
-            return
-        run, act = found
-        self._note_start(act, v)
-        identity = v.get("identity") or ""
-        attrs = {"result": v.get("result") or [], "identity": identity}
-        acts.close_activity(tx, run, act, "ActivityTaskCompleted", attrs, identity=identity)
-
-    def _on_fail_activity_task(self, tx: Tx, command: CommandRecord) -> None:
-        v = command.value
-        found = self._current_attempt(tx, v)
-        if found is None:
-            self.stats["stale_activity_failure"] += 1
-            return
-        run, act = found
-        self._note_start(act, v)
-        if v.get("last_heartbeat_details"):
-            act["heartbeat_details"] = v["last_heartbeat_details"]
-        failure = dict(v["failure"])
-        identity = v.get("identity") or ""
-        acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", identity=identity)
-
-    def _on_heartbeat_activity_task(self, tx: Tx, command: CommandRecord) -> None:
-        v = command.value
-        reply_to = v.get("reply_to")
-        found = self._current_attempt(tx, v)
-        if found is None:
-            self.stats["stale_activity_heartbeat"] += 1
-            if reply_to:
-                acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
-            return
-        run, act = found
-        self._note_start(act, v)
-        sid = str(act["scheduled_event_id"])
-        act["heartbeat_details"] = v.get("details") or []
-        act["last_heartbeat_time"] = tx.now
-        if reply_to:
-            act["reply_to"] = reply_to
-        tx.cancel_timer(run, "act_s2s", sid)
-        if act["hb"]:
-            tx.timer(run, "act_hb", sid, tx.now + act["hb"], attempt=act["attempt"])
-        if act["cancel_requested_event_id"] and reply_to:
-            acts.reply_control(tx, reply_to, v, cancel_requested=True, not_found=False)
-
-    def _on_report_activity_task_canceled(self, tx: Tx, command: CommandRecord) -> None:
-        v = command.value
-        found = self._current_attempt(tx, v)
-        if found is None or not found[1]["cancel_requested_event_id"]:
-            self.stats["stale_activity_cancellation"] += 1
-            return
-        run, act = found
-        self._note_start(act, v)
-        identity = v.get("identity") or ""
-        attrs = {
-            "details": v.get("details") or [],
-            "latest_cancel_requested_event_id": act["cancel_requested_event_id"],
-            "identity": identity,
-        }
-        acts.close_activity(tx, run, act, "ActivityTaskCanceled", attrs, identity=identity)
+        failure = v.get("failure")
+        if (size := payload_size(failure)) > self._cfg.options.max_payload_bytes:
+            self.stats["oversize_worker_result"] += 1
+            failure = acts.oversize_failure(
+                "the workflow task failure", size, self._cfg.options.max_payload_bytes, failure["message"]
+            )
+        self._fail_wft(tx, run, v, v.get("cause") or "WORKFLOW_WORKER_UNHANDLED_FAILURE", failure)
 
     # -- timers ---------------------------------------------------------------------------
 
@@ -691,11 +671,9 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         if wft is None or (wft["scheduled_event_id"], wft["attempt"]) != (f["scheduled_event_id"], f["attempt"]):
             self.stats["stale_timer"] += 1
             return
-        tx.add_event(
-            run,
-            "WorkflowTaskTimedOut",
-            {"scheduled_event_id": wft["scheduled_event_id"], "started_event_id": 0, "timeout_type": "START_TO_CLOSE"},
-        )
+        if not wft.get("transient"):
+            attrs = {"scheduled_event_id": wft["scheduled_event_id"], "started_event_id": 0}
+            tx.add_event(run, "WorkflowTaskTimedOut", {**attrs, "timeout_type": "START_TO_CLOSE"})
         self._wft_retry(tx, run)
 
     def _timer_wft_backoff(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
@@ -717,33 +695,6 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults):
         del run["timers"][timer_id]
         tx.append(run, "TimerFired", {"timer_id": timer_id, "started_event_id": f["started_event_id"]})
         tx.ensure_workflow_task(run)
-
-    def _activity_for_timer(self, run: Run, f: dict[str, Any], state: str | None) -> dict[str, Any] | None:
-        act: dict[str, Any] | None = run["activities"].get(f["arg"])
-        if act is None or (state is not None and (act["attempt"] != f["attempt"] or act["state"] != state)):
-            self.stats["stale_timer"] += 1
-            return None
-        return act
-
-    def _timer_act_retry(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        if (act := self._activity_for_timer(run, f, "BACKOFF")) is not None:
-            acts.dispatch_attempt(tx, run, act)
-
-    def _timer_act_stc(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
-            acts.timeout_attempt(tx, run, act, "START_TO_CLOSE")
-
-    def _timer_act_hb(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
-            acts.timeout_attempt(tx, run, act, "HEARTBEAT")
-
-    def _timer_act_s2s(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        if (act := self._activity_for_timer(run, f, "DISPATCHED")) is not None:
-            acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_START")
-
-    def _timer_act_s2c(self, tx: Tx, run: Run, f: dict[str, Any]) -> None:
-        if (act := self._activity_for_timer(run, f, None)) is not None:
-            acts.timeout_attempt(tx, run, act, "SCHEDULE_TO_CLOSE")
 
 
 if TYPE_CHECKING:

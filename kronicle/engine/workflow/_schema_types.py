@@ -106,7 +106,7 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
         _l("workflow_run_timeout_ms"),
         _l("workflow_task_timeout_ms"),
         _s("continued_execution_run_id"),
-        _s("initiator", "'' for a client start, WORKFLOW for continue-as-new."),
+        _s("initiator", "'' for a client start; WORKFLOW, RETRY_POLICY or CRON_SCHEDULE for a continued run."),
         _s("original_execution_run_id"),
         _s("first_execution_run_id"),
         _s("identity"),
@@ -122,8 +122,13 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
         _s("parent_workflow_id"),
         _s("parent_run_id"),
         _l("parent_initiated_event_id"),
+        _s("cron_schedule", "v2: the run's cron schedule ('' = none); carried to every run of the chain."),
     ],
-    "WorkflowExecutionCompleted": [_payloads("result"), _l("workflow_task_completed_event_id")],
+    "WorkflowExecutionCompleted": [
+        _payloads("result"),
+        _l("workflow_task_completed_event_id"),
+        _s("new_execution_run_id", "v2: set when a cron schedule starts the next run."),
+    ],
     "WorkflowExecutionFailed": [
         _f("failure", _full("Failure")),
         _s("retry_state"),
@@ -232,6 +237,7 @@ _ATTRS: dict[str, list[dict[str, Any]]] = {
         _map("header"),
         _map("memo"),
         _map("search_attributes"),
+        _s("cron_schedule", "v2."),
     ],
     "StartChildWorkflowExecutionFailed": [
         _s("workflow_id"),
@@ -365,6 +371,7 @@ _WORKER_COMMANDS: dict[str, list[dict[str, Any]]] = {
         _map("memo"),
         _map("search_attributes"),
         _opt("retry_policy", _full("RetryPolicy")),
+        _s("cron_schedule", "v2: '' = none."),
     ],
     "SignalExternalWorkflowExecution": [
         _s("workflow_id"),

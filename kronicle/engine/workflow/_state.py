@@ -31,6 +31,7 @@ __all__ = [
     "dumps",
     "event_key",
     "loads",
+    "payload_size",
     "start_run_id",
 ]
 
@@ -122,6 +123,21 @@ def dumps(obj: Any) -> bytes:
 def loads(data: bytes) -> Any:
     """The inverse of :func:`dumps`."""
     return _from_json(json.loads(data))
+
+
+def payload_size(value: Any) -> int:
+    """Size of the data a datum carries: the length of every bytes and string value in it, recursively.
+
+    Strings count because a failure's message and stack trace are as much data as a
+    payload; ids and names are small next to the limit.
+    """
+    if isinstance(value, (bytes, str)):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(payload_size(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(payload_size(v) for v in value)
+    return 0
 
 
 @functools.cache

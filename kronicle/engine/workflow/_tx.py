@@ -68,7 +68,8 @@ class WorkflowOptions:
     retention_ms: int = 7 * 24 * 3600 * 1000
     """How long a closed run's state and stored events are kept (the namespace's retention)."""
     max_payload_bytes: int = 2 * 1024 * 1024
-    """Largest total payload of a start's input or a signal's input."""
+    """Largest payload data (bytes and strings, see ``payload_size``) of a client input (start, signal, update,
+    query) and of a worker result (each command of a completion, an activity result, failure or heartbeat)."""
     max_pending_activities: int = 2000
     """Most activities one run may have pending (Temporal's default limit)."""
     max_signals_per_execution: int = 10_000
@@ -164,7 +165,14 @@ class Tx:
     # -- history --------------------------------------------------------------
 
     def add_event(self, run: Run, event_type: str, attrs: dict[str, Any], time_ms: int | None = None) -> int:
-        """Write one event to the run's history now; returns its event id."""
+        """Write one event to the run's history now; returns its event id.
+
+        The event's time is ``time_ms`` (default: now) but never earlier than the
+        previous event's, so event times are non-decreasing with event ids. That
+        matters for events written later than they happened (a buffered signal, an
+        ActivityTaskStarted at the worker's start time): they get at most the
+        time they enter history, and their order is kept.
+        """
         event_id: int = run["next_event_id"]
         run["next_event_id"] = event_id + 1
         if event_type in _ACTIVITY_CLOSE_EVENTS and attrs.get("started_event_id") == -1:
@@ -178,15 +186,23 @@ class Tx:
             child = run["children"].pop(str(attrs["initiated_event_id"]))
             if event_type != "StartChildWorkflowExecutionFailed":
                 attrs = {**attrs, "started_event_id": child["started_event_id"]}
-        event = {
+        event = self.make_event(run, event_id, event_type, attrs, time_ms)
+        run["last_event_time"] = event["event_time"]
+        self.events.setdefault(run["run_id"], []).append(event)
+        return event_id
+
+    def make_event(
+        self, run: Run, event_id: int, event_type: str, attrs: dict[str, Any], time_ms: int | None = None
+    ) -> dict[str, Any]:
+        """A HistoryEvent datum (not written; :meth:`add_event` writes one)."""
+        event_time = max(self.now if time_ms is None else time_ms, run.get("last_event_time", 0))
+        return {
             "event_id": event_id,
-            "event_time": self.now if time_ms is None else time_ms,
+            "event_time": event_time,
             "event_type": event_type,
             "version": 0,
             attributes_field(event_type): attrs,
         }
-        self.events.setdefault(run["run_id"], []).append(event)
-        return event_id
 
     def append(self, run: Run, event_type: str, attrs: dict[str, Any], time_ms: int | None = None) -> None:
         """Add an event that the workflow code has not seen yet.
@@ -240,15 +256,30 @@ class Tx:
             self.schedule_workflow_task(run)
 
     def schedule_workflow_task(self, run: Run) -> None:
-        """Write WorkflowTaskScheduled, arm its timeout and dispatch the task."""
+        """Write WorkflowTaskScheduled (unless the task is transient), arm its timeout and dispatch the task.
+
+        A retry of a failed or timed-out task (attempt > 1) is *transient*, as in
+        Temporal: while nothing new happened since the failure, its
+        WorkflowTaskScheduled is not written but only sent in the task; it is
+        written (with WorkflowTaskStarted) when an attempt completes, and a failed
+        attempt writes nothing, so a task that keeps failing does not grow history.
+        Once new events were written since the failure the task is a normal one
+        again, with attempt 1.
+        """
+        if run["wft_attempt"] > 1 and run["next_event_id"] != run.get("wft_failed_next_event_id"):
+            run["wft_attempt"] = 1
         attempt = run["wft_attempt"]
         timeout = run["task_timeout_ms"]
-        sid = self.add_event(
-            run,
-            "WorkflowTaskScheduled",
-            {"task_queue": run["task_queue"], "start_to_close_timeout_ms": timeout, "attempt": attempt},
-        )
+        attrs = {"task_queue": run["task_queue"], "start_to_close_timeout_ms": timeout, "attempt": attempt}
+        transient: dict[str, Any] | None = None
+        if attempt > 1:
+            sid = run["next_event_id"]
+            transient = self.make_event(run, sid, "WorkflowTaskScheduled", attrs)
+        else:
+            sid = self.add_event(run, "WorkflowTaskScheduled", attrs)
         run["wft"] = {"scheduled_event_id": sid, "attempt": attempt, "scheduled_time": self.now}
+        if transient is not None:
+            run["wft"]["transient"] = True
         updates = []
         for update_id, update in run["updates"].items():
             if update["state"] == "REQUESTED":
@@ -269,12 +300,25 @@ class Tx:
             "updates": updates,
         }
         topic = self.cfg.topics.workflow_tasks(run["task_queue"])
-        self.ops.append(lambda: self._dispatch_workflow_task(topic, task))
+        self.ops.append(lambda: self._dispatch_workflow_task(topic, task, transient))
 
-    def _dispatch_workflow_task(self, topic: str, task: dict[str, Any]) -> None:
+    def write_transient_scheduled(self, run: Run) -> None:
+        """Write the outstanding transient task's WorkflowTaskScheduled (an attempt of it completed)."""
+        wft = run["wft"]
+        if not wft.get("transient"):
+            return
+        attrs = {"task_queue": run["task_queue"], "start_to_close_timeout_ms": run["task_timeout_ms"]}
+        sid = self.add_event(run, "WorkflowTaskScheduled", {**attrs, "attempt": wft["attempt"]}, wft["scheduled_time"])
+        # Everything that arrived meanwhile was buffered, so the id is the one the worker was told.
+        assert sid == wft["scheduled_event_id"], (sid, wft)
+        wft["transient"] = False
+
+    def _dispatch_workflow_task(self, topic: str, task: dict[str, Any], transient: dict[str, Any] | None) -> None:
         # Runs at commit, after this command's events are in the context. Events of
         # this command are used as they are; only older ones are read back.
         fresh = {e["event_id"]: e for e in self.events.get(task["run_id"], [])}
+        if transient is not None:
+            fresh[transient["event_id"]] = transient
         history = []
         for event_id in range(task["first_event_id"], task["scheduled_event_id"] + 1):
             if event_id in fresh:

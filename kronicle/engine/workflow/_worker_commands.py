@@ -14,6 +14,7 @@ from typing import Any
 
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
+from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms, validate_cron_schedule
 from kronicle.engine.workflow._state import CF_EVENTS, attributes_field, continued_run_id, event_key, start_run_id
 from kronicle.engine.workflow._tx import Config, Run, Tx
 
@@ -52,6 +53,8 @@ class WorkerCommands:
         retry_policy: dict[str, Any] | None = None,
         attempt: int = 1,
         continued_failure: dict[str, Any] | None = None,
+        cron_schedule: str = "",
+        last_completion_result: list[bytes] | None = None,
     ) -> Run:
         opts = self._cfg.options
         task_timeout = min(task_timeout_ms or opts.default_workflow_task_timeout_ms, opts.max_workflow_task_timeout_ms)
@@ -88,6 +91,7 @@ class WorkerCommands:
             "completed_updates": {},
             "retry_policy": retry_policy,
             "attempt": attempt,
+            "cron_schedule": cron_schedule,
         }
         tx.add_run(run)
         tx.add_event(
@@ -116,13 +120,16 @@ class WorkerCommands:
                 "parent_workflow_id": parent["workflow_id"] if parent else "",
                 "parent_run_id": parent["run_id"] if parent else "",
                 "parent_initiated_event_id": parent["initiated_event_id"] if parent else 0,
+                "cron_schedule": cron_schedule,
+                "last_completion_result": last_completion_result or [],
             },
         )
         if signal is not None:
             run["signal_count"] += 1
             tx.add_event(run, "WorkflowExecutionSignaled", signal)
         if run_timeout_ms:
-            tx.timer(run, "run_timeout", "", tx.now + run_timeout_ms)
+            # The run timeout counts from the first workflow task, after any delay or backoff.
+            tx.timer(run, "run_timeout", "", tx.now + delay_ms + run_timeout_ms)
         if expiration_ms:
             tx.timer(run, "exec_timeout", "", expiration_ms)
         tx.visibility(run)
@@ -210,7 +217,8 @@ class WorkerCommands:
         self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str
     ) -> None:
         attrs = {"result": a.get("result") or [], "workflow_task_completed_event_id": completed}
-        tx.close(run, "COMPLETED", "WorkflowExecutionCompleted", attrs)
+        if not self._cron_continue(tx, run, "COMPLETED", "WorkflowExecutionCompleted", attrs, failure=None):
+            tx.close(run, "COMPLETED", "WorkflowExecutionCompleted", attrs)
 
     def _cmd_FailWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
         if a.get("failure") is None:
@@ -225,7 +233,8 @@ class WorkerCommands:
         policy = run["retry_policy"]
         if policy is None:
             state = "RETRY_POLICY_NOT_SET" if status == "FAILED" else "TIMEOUT"
-            tx.close(run, status, event_type, {**attrs, "retry_state": state})
+            if not self._cron_continue(tx, run, status, event_type, {**attrs, "retry_state": state}, failure):
+                tx.close(run, status, event_type, {**attrs, "retry_state": state})
             return
         delay, state = acts.retry_delay(
             {"retry_policy": policy, "attempt": run["attempt"], "s2c": 0, "scheduled_time": 0}, failure, tx.now
@@ -233,14 +242,52 @@ class WorkerCommands:
         if delay is not None and run["expiration_ms"] and tx.now + delay >= run["expiration_ms"]:
             delay, state = None, "TIMEOUT"
         if delay is None:
-            tx.close(run, status, event_type, {**attrs, "retry_state": state})
+            # Retries are used up; a cron schedule still starts its next run (as in Temporal).
+            if not self._cron_continue(tx, run, status, event_type, {**attrs, "retry_state": state}, failure):
+                tx.close(run, status, event_type, {**attrs, "retry_state": state})
             return
-        new_run_id = continued_run_id(run["run_id"])
-        tx.close(
-            run, status, event_type, {**attrs, "retry_state": state, "new_execution_run_id": new_run_id}, final=False
+        self._next_run(
+            tx, run, status, event_type, {**attrs, "retry_state": state}, "RETRY_POLICY", delay, failure=failure
         )
+
+    def _cron_continue(
+        self, tx: Tx, run: Run, status: str, event_type: str, attrs: dict[str, Any], failure: dict[str, Any] | None
+    ) -> bool:
+        """Close a run of a cron workflow and start the next one at the schedule's next time.
+
+        Returns False (and does nothing) if the run has no schedule or the next time
+        falls after the execution timeout, which ends the chain.
+        """
+        cron = run.get("cron_schedule") or ""
+        if not cron:
+            return False
+        next_ms = next_cron_time_ms(cron, tx.now)
+        if run["expiration_ms"] and next_ms >= run["expiration_ms"]:
+            return False
+        self._next_run(tx, run, status, event_type, attrs, "CRON_SCHEDULE", next_ms - tx.now, failure=failure)
+        return True
+
+    def _next_run(
+        self,
+        tx: Tx,
+        run: Run,
+        status: str,
+        event_type: str,
+        attrs: dict[str, Any],
+        initiator: str,
+        delay: int,
+        *,
+        failure: dict[str, Any] | None,
+    ) -> None:
+        """Close ``run`` (not for good: its parent hears only from the last run) and start the next
+        run of the chain with the original input, after ``delay``."""
+        new_run_id = continued_run_id(run["run_id"])
+        tx.close(run, status, event_type, {**attrs, "new_execution_run_id": new_run_id}, final=False)
         raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], 1))
         started = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionStarted")] if raw else {}
+        retry = initiator == "RETRY_POLICY"
+        # A cron run gets the last successful run's result (carried over failed runs, as in Temporal).
+        last_result = attrs.get("result") if status == "COMPLETED" else started.get("last_completion_result")
         self._start_run(
             tx,
             run_id=new_run_id,
@@ -257,11 +304,13 @@ class WorkerCommands:
             header=started.get("header") or {},
             first_run_id=run["first_run_id"],
             continued_from=run["run_id"],
-            initiator="RETRY_POLICY",
+            initiator=initiator,
             parent=run["parent"],
-            retry_policy=policy,
-            attempt=run["attempt"] + 1,
+            retry_policy=run["retry_policy"],
+            attempt=run["attempt"] + 1 if retry else 1,
             continued_failure=failure,
+            cron_schedule=run.get("cron_schedule") or "",
+            last_completion_result=last_result or [],
         )
 
     def _cmd_CancelWorkflowExecution(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
@@ -320,6 +369,7 @@ class WorkerCommands:
             initiator="WORKFLOW",
             parent=run["parent"],
             retry_policy=run["retry_policy"],
+            cron_schedule=run.get("cron_schedule") or "",
         )
 
     def _cmd_RecordMarker(self, tx: Tx, run: Run, a: dict[str, Any], completed: int, identity: str) -> None:
@@ -366,6 +416,12 @@ class WorkerCommands:
         limit = self._cfg.options.max_pending_children
         if len(run["children"]) >= limit:
             raise BadCommand("PENDING_CHILD_WORKFLOWS_LIMIT_EXCEEDED", f"{limit} child workflows are pending")
+        cron = (a.get("cron_schedule") or "").strip()
+        if cron:
+            try:
+                validate_cron_schedule(cron)
+            except InvalidCronSchedule as exc:
+                raise BadCommand(bad, str(exc)) from exc
         task_queue = a.get("task_queue") or run["task_queue"]
         reuse = a.get("workflow_id_reuse_policy") or "ALLOW_DUPLICATE"
         timeouts = {
@@ -388,6 +444,7 @@ class WorkerCommands:
                 "header": a.get("header") or {},
                 "memo": a.get("memo") or {},
                 "search_attributes": a.get("search_attributes") or {},
+                "cron_schedule": cron,
             },
         )
         # The child's run id follows from this request id, so the parent can address
@@ -418,6 +475,7 @@ class WorkerCommands:
             "header": a.get("header") or {},
             "parent": {"workflow_id": run["workflow_id"], "run_id": run["run_id"], "initiated_event_id": initiated},
             "retry_policy": a.get("retry_policy"),
+            "cron_schedule": cron,
         }
         tx.emit(tx.cfg.topics.commands, "kronicle.workflow.StartWorkflow", start, key=workflow_id.encode())
 
@@ -496,6 +554,13 @@ class WorkerCommands:
         bad = "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
         update_id, outcome = a.get("update_id") or "", a.get("outcome") or ""
         update = run["updates"].get(update_id)
+        if update_id in run["completed_updates"] or (
+            update is not None and (update["state"], outcome) == ("ACCEPTED", "ACCEPTED")
+        ):
+            # A repeated answer (the update is already completed, or already accepted): nothing to do,
+            # and nothing the caller has not heard already. The rest of the completion applies.
+            self.stats["duplicate_update_response"] += 1
+            return
         expected = {"ACCEPTED": "DELIVERED", "REJECTED": "DELIVERED", "COMPLETED": "ACCEPTED"}
         if update is None or outcome not in expected or update["state"] != expected[outcome]:
             state = update["state"] if update else "unknown"

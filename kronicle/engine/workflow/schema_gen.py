@@ -12,7 +12,11 @@ Regenerate ``kronicle/schemas/workflow/*.avsc`` and ``ids.json`` after editing::
 
 A unit test fails while the files on disk differ from what this module
 generates. Once a schema has been released, change it only by adding a new
-version (a new file and a new manifest entry), never in place.
+version, never in place: append a new, never used id to the subject's id tuple
+in ``_SUBJECTS`` and edit the definition here. The generator then writes the
+definition as ``<Name>.v<n>.avsc`` (n = number of ids) and keeps every older
+version's file and manifest entry exactly as they are on disk (they are frozen;
+the registry refuses a file whose hashes differ from its entry).
 """
 
 from __future__ import annotations
@@ -129,12 +133,16 @@ _START_FIELDS: list[dict[str, Any]] = [
         ],
         None,
     ),
+    _s(
+        "cron_schedule",
+        "v2: a cron expression (5 fields, UTC, or CRON_TZ=<zone> first); runs start at its times. '' = none.",
+    ),
 ]
 
-# Top-level subjects (id, record). Ids are never reused.
-_SUBJECTS: list[tuple[int, dict[str, Any]]] = [
+# Top-level subjects (ids of versions 1..n, record of version n). Ids are never reused.
+_SUBJECTS: list[tuple[tuple[int, ...], dict[str, Any]]] = [
     (
-        100,
+        (100, 125),
         _record(
             "StartWorkflow",
             "Start a workflow execution (client command).",
@@ -145,7 +153,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        101,
+        (101,),
         _record(
             "SignalWorkflow",
             "Deliver a signal (client or workflow command). Deduplicated by request_id.",
@@ -162,7 +170,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        102,
+        (102,),
         _record(
             "RequestCancelWorkflow",
             "Ask a workflow to cancel itself.",
@@ -170,7 +178,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        103,
+        (103,),
         _record(
             "TerminateWorkflow",
             "Close a workflow at once, without running its code.",
@@ -178,7 +186,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        104,
+        (104, 130),
         _record(
             "CompleteWorkflowTask",
             "A worker finished a workflow task; its commands become history events.",
@@ -191,7 +199,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        105,
+        (105,),
         _record(
             "FailWorkflowTask",
             "A worker could not finish a workflow task (e.g. nondeterminism); the task is retried.",
@@ -205,7 +213,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        106,
+        (106,),
         _record(
             "CompleteActivityTask",
             "An activity attempt succeeded.",
@@ -213,7 +221,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        107,
+        (107,),
         _record(
             "FailActivityTask",
             "An activity attempt failed; retried per its RetryPolicy.",
@@ -227,7 +235,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        108,
+        (108,),
         _record(
             "HeartbeatActivityTask",
             "An activity attempt is alive; the reply (ActivityTaskControl) goes to reply_to if the engine has news.",
@@ -235,7 +243,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        109,
+        (109,),
         _record(
             "ReportActivityTaskCanceled",
             "An activity attempt stopped because cancellation was requested.",
@@ -243,7 +251,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        110,
+        (110, 128),
         _record(
             "HistoryEventBatch",
             "Value of a kronicle.<ns>.history record: consecutive events of one run.",
@@ -254,9 +262,9 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
             ],
         ),
     ),
-    (111, _HISTORY_EVENT),
+    ((111, 127), _HISTORY_EVENT),
     (
-        112,
+        (112, 129),
         _record(
             "WorkflowTask",
             "A workflow task on kronicle.<ns>.tq.<queue>.workflow, keyed by workflow id.",
@@ -290,7 +298,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        113,
+        (113,),
         _record(
             "ActivityTask",
             "An activity attempt on kronicle.<ns>.tq.<queue>.activity.",
@@ -313,7 +321,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        114,
+        (114,),
         _record(
             "ActivityTaskControl",
             "The engine's answer to a heartbeat, sent to the heartbeat's reply_to topic.",
@@ -325,7 +333,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        115,
+        (115,),
         _record(
             "VisibilityRecord",
             "Value of a kronicle.<ns>.visibility record, keyed by workflow_id + run_id.",
@@ -361,7 +369,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        116,
+        (116,),
         _record(
             "CommandResult",
             "The outcome of a client command that named a reply_to topic.",
@@ -376,7 +384,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        118,
+        (118,),
         _record(
             "ChildWorkflowResult",
             "From a child's partition to its parent's: the child started, could not start, or closed.",
@@ -412,7 +420,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        119,
+        (119,),
         _record(
             "ExternalCommandResult",
             "From a signalled or cancelled workflow's partition back to the workflow that sent the command.",
@@ -428,7 +436,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        120,
+        (120,),
         _record(
             "UpdateWorkflow",
             "Ask a workflow to run an update handler (client command); the outcome goes to reply_to.",
@@ -444,7 +452,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        121,
+        (121,),
         _record(
             "UpdateResult",
             "Progress of an update, sent to the update's reply_to topic (keyed by workflow id).",
@@ -466,7 +474,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        122,
+        (122,),
         _record(
             "QueryWorkflow",
             "Ask a workflow's worker a query (client command); not history. The worker answers reply_to.",
@@ -481,7 +489,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        123,
+        (123,),
         _record(
             "QueryTask",
             "A query for the worker owning the workflow, on kronicle.<ns>.tq.<queue>.workflow (keyed by workflow id).",
@@ -501,7 +509,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        124,
+        (124,),
         _record(
             "QueryResult",
             "A worker's answer to a QueryTask, sent straight to its reply_to topic.",
@@ -515,7 +523,7 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
         ),
     ),
     (
-        117,
+        (117, 126),
         _record(
             "SignalWithStartWorkflow",
             "Signal a running workflow, or start it (with the signal as its first event after Started).",
@@ -530,8 +538,8 @@ _SUBJECTS: list[tuple[int, dict[str, Any]]] = [
     ),
 ]
 
-SUBJECT_IDS: dict[str, int] = {f"{NAMESPACE}.{rec['name']}": sid for sid, rec in _SUBJECTS}
-"""Full name -> schema id of every subject of the workflow protocol."""
+SUBJECT_IDS: dict[str, int] = {f"{NAMESPACE}.{rec['name']}": ids[-1] for ids, rec in _SUBJECTS}
+"""Full name -> schema id of the latest version of every subject of the workflow protocol."""
 
 
 def _expand(node: Any, defined: set[str]) -> Any:
@@ -551,25 +559,40 @@ def _expand(node: Any, defined: set[str]) -> Any:
     return node
 
 
-def generate() -> dict[str, str]:
-    """File name -> text of every ``.avsc`` file and of ``ids.json``."""
+def _entry(version: int, schema_id: int, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": version,
+        "id": schema_id,
+        "file": name,
+        "fingerprint": "sha256:" + hashlib.sha256(to_parsing_canonical_form(schema).encode()).hexdigest(),
+        "source_sha256": hashlib.sha256(json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
+    }
+
+
+def generate(directory: Path = SCHEMA_DIR) -> dict[str, str]:
+    """File name -> text of every ``.avsc`` file and of ``ids.json``.
+
+    The latest version of each subject is generated from its definition here; older
+    versions are read back from ``directory`` unchanged (they are frozen once released).
+
+    Raises:
+        FileNotFoundError: an older version's file is missing from ``directory``.
+    """
     files: dict[str, str] = {}
     manifest: dict[str, list[dict[str, Any]]] = {}
-    for schema_id, record in sorted(_SUBJECTS, key=lambda item: item[0]):
-        schema = _expand(copy.deepcopy(record), set())
-        name = f"{record['name']}.v1.avsc"
-        files[name] = json.dumps(schema, indent=1) + "\n"
-        manifest[f"{NAMESPACE}.{record['name']}"] = [
-            {
-                "version": 1,
-                "id": schema_id,
-                "file": name,
-                "fingerprint": "sha256:" + hashlib.sha256(to_parsing_canonical_form(schema).encode()).hexdigest(),
-                "source_sha256": hashlib.sha256(
-                    json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
-                ).hexdigest(),
-            }
-        ]
+    for ids, record in sorted(_SUBJECTS, key=lambda item: item[0][-1]):
+        entries: list[dict[str, Any]] = []
+        for version, schema_id in enumerate(ids, start=1):
+            name = f"{record['name']}.v{version}.avsc"
+            if version < len(ids):
+                text = (directory / name).read_text(encoding="utf-8")
+                schema = json.loads(text)
+            else:
+                schema = _expand(copy.deepcopy(record), set())
+                text = json.dumps(schema, indent=1) + "\n"
+            files[name] = text
+            entries.append(_entry(version, schema_id, name, schema))
+        manifest[f"{NAMESPACE}.{record['name']}"] = entries
     files["ids.json"] = json.dumps(manifest, indent=2) + "\n"
     return files
 
@@ -577,7 +600,7 @@ def generate() -> dict[str, str]:
 def write_files(directory: Path = SCHEMA_DIR) -> None:
     """Write the generated files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name, text in generate().items():
+    for name, text in generate(directory).items():
         (directory / name).write_text(text, encoding="utf-8")
 
 

@@ -22,8 +22,11 @@ from kronicle.engine.service import EngineService
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SEEN: dict[int, int] = {}
+# cron_schedule is left out: any random value is (rightly) rejected, which would keep fuzzed starts from ever
+# succeeding with this seed; the engine's cron parser is fuzzed in tests/unit/engine/workflow/test_cron.py.
 _FIELDS = sorted(
     {name for schema in openapi_document()["components"]["schemas"].values() for name in schema.get("properties", {})}
+    - {"cron_schedule"}
 )
 _STRINGS = ["", "x", "\u0000", "\ud800", "é" * 3, "a" * 2000, "../..", "ALLOW_DUPLICATE", "USE_EXISTING", "true"]
 

@@ -127,3 +127,21 @@ async def test_live_worker_fails_the_task_as_non_deterministic_after_a_bad_deplo
     assert "ActivityTaskScheduled" in datum["failure"]["message"]
     assert "StartTimer" in datum["failure"]["message"]
     assert "WorkflowTaskFailed" in loop.types("wf")
+
+
+async def test_a_fixed_worker_completes_the_transient_retry_of_a_failed_task() -> None:
+    loop = MemoryLoop([Greeting], {"compose": lambda name: f"Hello, {name}!"})
+    loop.start("wf", "Greeting", "A")
+    await loop.step()
+    loop.runner = loop.make_runner([GreetingWithTimerFirst])
+    await loop.step()  # fails; the retry (attempt 2) is transient: not in stored history
+    assert loop.responses[-1][0] == "FailWorkflowTask"
+    assert loop.types("wf")[-1] == "WorkflowTaskFailed"
+    loop.runner = loop.make_runner([Greeting])  # rolled back: a fresh worker, nothing cached
+    await loop.run_until_idle()
+    types = loop.types("wf")
+    assert types[-1] == "WorkflowExecutionCompleted"
+    failed = types.index("WorkflowTaskFailed")
+    assert types[failed + 1 : failed + 4] == ["WorkflowTaskScheduled", "WorkflowTaskStarted", "WorkflowTaskCompleted"]
+    assert loop.history("wf")[failed + 1]["workflow_task_scheduled_event_attributes"]["attempt"] == 2
+    assert loop.runner.stats["full_replay"] >= 1

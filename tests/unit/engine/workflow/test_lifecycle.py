@@ -185,7 +185,11 @@ def test_complete_workflow_execution_closes_the_run_with_its_result() -> None:
     b.complete_task("wf", [command("CompleteWorkflowExecution", result=[b"Hello"])])
     events = b.history("wf")
     assert [e["event_type"] for e in events][-2:] == ["WorkflowTaskCompleted", "WorkflowExecutionCompleted"]
-    assert attrs(events[-1]) == {"result": [b"Hello"], "workflow_task_completed_event_id": 4}
+    assert attrs(events[-1]) == {
+        "result": [b"Hello"],
+        "workflow_task_completed_event_id": 4,
+        "new_execution_run_id": "",
+    }
     assert b.run("wf")["status"] == "COMPLETED"
     assert b.timer_ids() <= b.retention_timers()
 

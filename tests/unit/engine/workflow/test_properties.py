@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kronicle.engine.handler import InvalidCommand
-from kronicle.engine.workflow import WorkflowTopics, describe
+from kronicle.engine.workflow import WorkflowOptions, WorkflowTopics, describe
 from tests.unit.engine.workflow.harness import CODEC, Bench, attrs, command, failure, schedule_activity
 
 WIDS = ("w1", "w2", "c0", "c1")
@@ -52,6 +52,7 @@ KINDS = (
     "deliver",
     "deliver",
     "update",
+    "query",
 )
 
 _op = st.tuples(st.sampled_from(KINDS), st.integers(0, 1_000_000), st.integers(0, 1_000_000))
@@ -119,7 +120,7 @@ def _commands(b: Bench, wid: str, seed: int) -> list[dict[str, Any]]:
         elif choice == 13:
             out.append(command("RecordMarker", marker_name="SideEffect", details={"d": [b"1"]}))
         elif choice == 8:
-            out.append(command("CompleteWorkflowExecution", result=[b"r"]))
+            out.append(command("CompleteWorkflowExecution", result=[b"r" * rnd.choice([1, 1, 1, 2_500])]))
         elif choice == 9:
             out.append(command("FailWorkflowExecution", failure=failure()))
         elif choice == 10:
@@ -149,6 +150,8 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
                 id_conflict_policy=policy,
                 run_timeout_ms=(y % 3) * 20_000,
                 retry_policy=retry,
+                cron_schedule="* * * * *" if y % 7 == 3 else "",
+                input=[b"x" * 3_000] if y % 11 == 5 else [],
             )
         elif kind in ("complete", "fail_task"):
             task = _pick([t for t in b.workflow_tasks() if t["workflow_id"] == wid], y)
@@ -163,7 +166,7 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
             if task is None:
                 return
             name, fields = {
-                "act_complete": ("CompleteActivityTask", {"result": [b"ok"]}),
+                "act_complete": ("CompleteActivityTask", {"result": [b"ok" * (1 + 1_500 * (y % 9 == 4))]}),
                 "act_fail": ("FailActivityTask", {"failure": failure(non_retryable=y % 5 == 0)}),
                 "act_heartbeat": ("HeartbeatActivityTask", {"details": [b"hb"], "reply_to": "ctl"}),
                 "act_canceled": ("ReportActivityTaskCanceled", {}),
@@ -177,12 +180,22 @@ def apply(b: Bench, op: tuple[str, int, int]) -> None:
             b.send("TerminateWorkflow", {"workflow_id": wid, "reason": "prop"})
         elif kind == "update":
             b.send("UpdateWorkflow", {"workflow_id": wid, "update_id": f"u{y % 3}", "name": "n", "reply_to": "r"})
+        elif kind == "query":
+            # Queries are not history: open or closed, the run's state does not change.
+            before = dict(b.ctx.state)
+            b.send("QueryWorkflow", {"workflow_id": wid, "query_id": f"q{y}", "query_type": "t", "reply_to": "r"})
+            assert b.ctx.state == before
         elif kind == "deliver":
             b.deliver()
         else:
             b.advance(y % 10_000)
     except InvalidCommand:
         pass
+
+
+def bench() -> Bench:
+    # A small payload limit, so oversize inputs and results are generated too.
+    return Bench(WorkflowOptions(max_payload_bytes=2_000))
 
 
 def run_ids(b: Bench) -> list[str]:
@@ -236,17 +249,33 @@ def check_invariants(b: Bench) -> None:
             assert len(closed_acts) == len(set(closed_acts)) and len(closed_timers) == len(set(closed_timers))
             assert {int(s) for s in run["activities"]} == scheduled - set(closed_acts)
             assert set(run["timers"].values()) == timers - set(closed_timers)
-        # Workflow tasks: at most one outstanding, and it is the last WorkflowTaskScheduled.
+        # Workflow tasks: at most one outstanding, and it is the last WorkflowTaskScheduled (or, for a
+        # transient retry, the one that will be written next).
         if run["wft"] is not None:
-            last = max(e["event_id"] for e in events if e["event_type"] == "WorkflowTaskScheduled")
-            assert run["wft"]["scheduled_event_id"] == last
+            if run["wft"].get("transient"):
+                assert run["wft"]["scheduled_event_id"] == run["next_event_id"] and run["wft"]["attempt"] > 1
+            else:
+                last = max(e["event_id"] for e in events if e["event_type"] == "WorkflowTaskScheduled")
+                assert run["wft"]["scheduled_event_id"] == last
+        # Event times never go back.
+        times = [e["event_time"] for e in events]
+        assert times == sorted(times)
+        # Retries are transient: a retried task's events are written only when it completes, so a
+        # failing task leaves one WorkflowTaskFailed/TimedOut however often it is retried.
+        by_id = {e["event_id"]: e for e in events}
+        for e in events:
+            if e["event_type"] == "WorkflowTaskScheduled" and attrs(e)["attempt"] > 1:
+                following = [by_id.get(e["event_id"] + k, {}).get("event_type") for k in (1, 2)]
+                assert following == ["WorkflowTaskStarted", "WorkflowTaskCompleted"]
+            if e["event_type"] in ("WorkflowTaskFailed", "WorkflowTaskTimedOut"):
+                assert attrs(by_id[attrs(e)["scheduled_event_id"]])["attempt"] == 1
     assert topics.history == "kronicle.default.history"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops_strategy)
 def test_random_sequences_keep_history_invariants(ops: list[tuple[str, int, int]]) -> None:
-    b = Bench()
+    b = bench()
     for op in ops:
         apply(b, op)
         check_invariants(b)
@@ -255,7 +284,7 @@ def test_random_sequences_keep_history_invariants(ops: list[tuple[str, int, int]
 @settings(max_examples=60, deadline=None)
 @given(ops_strategy)
 def test_same_sequence_yields_the_same_history_and_records(ops: list[tuple[str, int, int]]) -> None:
-    first, second = Bench(), Bench()
+    first, second = bench(), bench()
     for op in ops:
         apply(first, op)
     for op in ops:
@@ -269,7 +298,7 @@ def test_same_sequence_yields_the_same_history_and_records(ops: list[tuple[str, 
 @settings(max_examples=60, deadline=None)
 @given(ops_strategy, st.integers(0, 61))
 def test_closed_run_accepts_nothing(ops: list[tuple[str, int, int]], cut: int) -> None:
-    b = Bench()
+    b = bench()
     for op in ops:
         apply(b, op)
     closed = {

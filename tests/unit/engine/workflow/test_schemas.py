@@ -17,6 +17,19 @@ def test_files_on_disk_are_the_generated_ones() -> None:
     assert on_disk == generated, "run `python -m kronicle.engine.workflow.schema_gen` and commit the result"
 
 
+def test_old_versions_are_kept_and_new_versions_only_add_defaulted_fields() -> None:
+    manifest = json.loads((SCHEMA_DIR / "ids.json").read_text())
+    evolved = {s: v for s, v in manifest.items() if len(v) > 1}
+    assert "kronicle.workflow.HistoryEvent" in evolved
+    for versions in evolved.values():
+        assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
+        old, new = (json.loads((SCHEMA_DIR / v["file"]).read_text()) for v in (versions[-2], versions[-1]))
+        old_fields = {f["name"] for f in old["fields"]}
+        added = [f for f in new["fields"] if f["name"] not in old_fields]
+        assert all("default" in f for f in added)
+        assert old_fields <= {f["name"] for f in new["fields"]}
+
+
 def test_every_file_parses_without_other_files() -> None:
     for path in SCHEMA_DIR.glob("*.avsc"):
         fastavro.parse_schema(json.loads(path.read_text()), named_schemas={})
@@ -37,7 +50,8 @@ def test_manifest_ids_are_unique_from_100_and_fingerprints_match() -> None:
 
 
 def test_history_event_schema_has_one_attributes_field_per_event_type() -> None:
-    schema = json.loads((SCHEMA_DIR / "HistoryEvent.v1.avsc").read_text())
+    manifest = json.loads((SCHEMA_DIR / "ids.json").read_text())
+    schema = json.loads((SCHEMA_DIR / manifest["kronicle.workflow.HistoryEvent"][-1]["file"]).read_text())
     names = {f["name"] for f in schema["fields"]}
     assert len([n for n in names if n.endswith("_event_attributes")]) == len(EVENT_TYPES)
     assert "workflow_execution_started_event_attributes" in names

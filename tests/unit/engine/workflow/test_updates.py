@@ -102,7 +102,7 @@ def test_completing_an_update_that_was_not_accepted_fails_the_task() -> None:
     _idle(b)
     _update(b)
     b.complete_task("wf", [_respond("COMPLETED", result=[b"x"])])
-    assert attrs(b.history("wf")[-2])["cause"] == "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
+    assert attrs(b.history("wf")[-1])["cause"] == "BAD_UPDATE_WORKFLOW_EXECUTION_MESSAGE"
     assert _stages(b) == []
 
 
@@ -143,3 +143,29 @@ def test_update_limit_and_closed_workflow() -> None:
         "error_type": "WorkflowClosed",
         "message": b.records("replies")[-1][1]["message"],
     }
+
+
+def test_repeated_answers_to_an_update_are_ignored_without_any_change() -> None:
+    b = Bench()
+    _idle(b)
+    _update(b)
+    b.complete_task("wf", [_respond("ACCEPTED")])
+    _signal = {"workflow_id": "wf", "signal_name": "s"}
+    b.send("SignalWorkflow", _signal)
+    b.complete_task("wf", [_respond("ACCEPTED"), _respond("COMPLETED", result=[b"ok"])])
+    b.send("SignalWorkflow", _signal)
+    length, replies = len(b.history("wf")), len(b.records("replies"))
+    b.complete_task(
+        "wf",
+        [
+            _respond("COMPLETED", result=[b"again"]),
+            _respond("ACCEPTED"),
+            command("StartTimer", timer_id="t", start_to_fire_timeout_ms=9),
+        ],
+    )
+    types = b.types("wf")
+    # Only the completion's own events and the timer: no failure, no second update event, no reply.
+    assert types[length:] == ["WorkflowTaskStarted", "WorkflowTaskCompleted", "TimerStarted"]
+    assert types.count("WorkflowExecutionUpdateAccepted") == types.count("WorkflowExecutionUpdateCompleted") == 1
+    assert len(b.records("replies")) == replies
+    assert b.handler.stats["duplicate_update_response"] == 3
