@@ -9,8 +9,10 @@ in the DLQ with their reason while the workflows around them complete.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +87,38 @@ async def test_a_plain_producer_starts_and_signals_workflows_that_a_worker_compl
         assert await client.get_workflow_handle(approval).result() == ["alice", "bob"]
     events = engine.read_history(greet)
     assert sum(e["event_type"] == "WorkflowExecutionStarted" for e in events) == 1
+
+
+async def test_the_hand_encoded_record_of_the_kcat_example_starts_a_workflow(
+    engine: EngineService, frontend: Frontend, client: Client
+) -> None:
+    """examples/kcat_start.sh writes the record; a plain producer sends it as kcat would (key, murmur2)."""
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    wf = new_id("kcat")
+    script = Path(__file__).parents[3] / "examples" / "kcat_start.sh"
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(script),
+        wf,
+        "Greeting",
+        queue,
+        f"req-{wf}",
+        '"shell"',
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "REGISTRY": frontend.url},
+    )
+    record, _ = await proc.communicate()
+    assert proc.returncode == 0
+    subject, datum = engine.registry.decode(record)
+    assert (subject, datum["workflow_id"], datum["request_id"]) == ("kronicle.workflow.StartWorkflow", wf, f"req-{wf}")
+    producer = Producer({"bootstrap.servers": engine.bootstrap_servers, "partitioner": "murmur2_random"})
+    async with Worker(client, task_queue=queue, workflows=[Greeting], activities=[compose]):
+        producer.produce(engine.topics.commands, record, wf.encode())
+        producer.produce(engine.topics.commands, record, wf.encode())  # sent twice: one run
+        assert producer.flush(10) == 0
+        await wait_started(engine, wf)
+        assert await client.get_workflow_handle(wf).result() == "Hello, shell!"
+    assert sum(e["event_type"] == "WorkflowExecutionStarted" for e in engine.read_history(wf)) == 1
 
 
 async def test_engine_records_decode_with_the_stock_deserializer(engine: EngineService, frontend: Frontend) -> None:
