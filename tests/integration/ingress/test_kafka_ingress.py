@@ -150,7 +150,7 @@ async def test_malformed_commands_go_to_the_dlq_with_a_reason_and_workflows_arou
 ) -> None:
     queue = f"q{uuid.uuid4().hex[:8]}"
     tag = uuid.uuid4().hex[:6]
-    good = [new_id(f"good-{tag}") for _ in range(4)]
+    good = [new_id(f"good-{tag}") for _ in range(5)]
 
     def produce_all() -> dict[str, tuple[bytes, str, str]]:
         """Bad records between good starts, from a plain producer: key -> (value, error type, reason words)."""
@@ -182,6 +182,7 @@ async def test_malformed_commands_go_to_the_dlq_with_a_reason_and_workflows_arou
             f"bad-{tag}-empty-id": (start(""), "invalid", "workflow_id is empty"),
             f"bad-{tag}-empty-type": (start(f"bad-{tag}-empty-type", workflow_type=""), "invalid", "workflow_type"),
             f"bad-{tag}-bad-queue": (start(f"bad-{tag}-bad-queue", task_queue="no spaces!"), "invalid", "task_queue"),
+            f"bad-{tag}-negative": (start(f"bad-{tag}-negative", run_timeout_ms=-5), "invalid", "must not be negative"),
             f"bad-{tag}-unknown-wf": (
                 command("SignalWorkflow", workflow_id=f"bad-{tag}-unknown-wf", signal_name="approve", request_id="s"),
                 "invalid",
