@@ -31,7 +31,13 @@ from confluent_kafka.admin import AdminClient
 from kronicle.engine.processor import Processor, ProcessorConfig
 from kronicle.engine.workflow import WorkflowHandler, WorkflowOptions, WorkflowTopics, describe, read_history
 from kronicle.schemas import SchemaRegistry, default_registry
-from kronicle.topics import NamespaceTopics, ensure_namespace_topics, ensure_task_queue_topics, partition_for
+from kronicle.topics import (
+    InvalidNameError,
+    NamespaceTopics,
+    ensure_namespace_topics,
+    ensure_task_queue_topics,
+    partition_for,
+)
 
 __all__ = ["EngineService", "NotServingError"]
 
@@ -157,7 +163,13 @@ class EngineService:
     def _topic_guard(self, topic: str) -> bool:
         prefix = f"kronicle.{self.namespace}.tq."
         if topic.startswith(prefix) and topic.endswith((".workflow", ".activity")):
-            self.ensure_task_queue(topic[len(prefix) :].rsplit(".", 1)[0])
+            try:
+                self.ensure_task_queue(topic[len(prefix) :].rsplit(".", 1)[0])
+            except InvalidNameError as err:
+                # A name Kafka cannot have (from a command produced straight to Kafka): drop the
+                # record rather than stop every partition of the engine on it.
+                log.warning("dropping a record for %s: %s", topic, err)
+                return False
             return True
         metadata = self._admin.list_topics(topic, timeout=10).topics.get(topic)
         return metadata is not None and metadata.error is None

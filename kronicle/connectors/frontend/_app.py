@@ -15,6 +15,7 @@ from kronicle.connectors.frontend._engine import EngineLike
 from kronicle.connectors.frontend._errors import error_middleware
 from kronicle.connectors.frontend._handlers import Api, FrontendConfig
 from kronicle.connectors.frontend._openapi import openapi_document
+from kronicle.connectors.frontend.schema_registry import add_schema_registry_routes
 
 __all__ = ["DEFAULT_PORT", "Frontend", "create_app"]
 
@@ -120,6 +121,7 @@ def create_app(engine: EngineLike, config: FrontendConfig | None = None) -> web.
     r.add_post(wf + "/terminate", api.terminate)
     r.add_post(wf + "/query/{query_name}", api.unimplemented, name="query")
     r.add_post(wf + "/update/{update_name}", api.unimplemented, name="update")
+    add_schema_registry_routes(app, engine.registry, [engine.namespace])
     return app
 
 

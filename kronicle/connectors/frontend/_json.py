@@ -47,8 +47,9 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         raise ApiError("InvalidArgument", f"body is not valid UTF-8 (byte {err.start}); send UTF-8 JSON") from err
     try:
         body = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as err:
-        raise ApiError("InvalidArgument", f"body is not valid JSON: {err}") from err
+    except (ValueError, RecursionError) as err:
+        # ValueError besides JSONDecodeError: an integer of more than 4,300 digits.
+        raise ApiError("InvalidArgument", f"body is not valid JSON: {str(err)[:200]}") from err
     if not isinstance(body, dict):
         raise ApiError("InvalidArgument", f"body must be a JSON object, not {type(body).__name__}")
     return body

@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kronicle.connectors.frontend.schema_registry import schema_registry_openapi_paths
+
 __all__ = ["openapi_document"]
 
 _REF = "#/components/schemas/"
@@ -338,7 +340,7 @@ def openapi_document() -> dict[str, Any]:
                 "description": "Start, signal, cancel, terminate, describe workflows and read their history."
                 " Errors are {code, message, details}; see docs/http-api.md.",
             },
-            "paths": _PATHS,
+            "paths": {**_PATHS, **schema_registry_openapi_paths()},
             "components": {"schemas": _SCHEMAS},
         }
     )

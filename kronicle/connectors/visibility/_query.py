@@ -32,6 +32,10 @@ from kronicle.connectors.visibility._attributes import (
 )
 
 __all__ = [
+    "MAX_CONDITIONS",
+    "MAX_NESTING",
+    "MAX_QUERY_LENGTH",
+    "MAX_VALUES",
     "CompiledQuery",
     "InvalidQueryError",
     "Literal",
@@ -114,6 +118,19 @@ _EXPECTED_NAMES = {
 
 _MAX_BIGINT = 9223372036854775807
 
+# Bounds that keep a hostile filter from reaching the databases' own limits (SQLite refuses an
+# expression deeper than 1000, and its parser overflows at about 27 nested parenthesised conditions)
+# or Python's recursion limit.
+MAX_QUERY_LENGTH = 65_536
+"""Longest list filter accepted, in characters."""
+MAX_NESTING = 16
+"""Deepest nesting of parentheses accepted."""
+MAX_CONDITIONS = 500
+"""Most conditions (comparisons, IN, BETWEEN, ...) in one filter."""
+MAX_VALUES = 5_000
+"""Most literal values in one filter (IN lists included)."""
+_NESTING_TOKENS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`|[()]")
+
 
 class InvalidQueryError(ValueError):
     """A list filter that cannot be run; ``position`` is the 0-based character offset of the problem."""
@@ -179,8 +196,10 @@ def parse_query(text: str) -> Query:
     """Parse a list filter such as ``WorkflowType = 'Order' AND StartTime > '2024-01-01T00:00:00Z'``.
 
     Raises:
-        InvalidQueryError: with the position and what was expected there.
+        InvalidQueryError: with the position and what was expected there, or when the query is
+            over :data:`MAX_QUERY_LENGTH`, :data:`MAX_NESTING`, :data:`MAX_CONDITIONS` or :data:`MAX_VALUES`.
     """
+    _check_size(text)
     try:
         tree = _parser().parse(text)
     except lark.UnexpectedEOF as exc:
@@ -196,8 +215,46 @@ def parse_query(text: str) -> Query:
         raise InvalidQueryError(text, pos, f"unexpected {text[pos]!r}; expected {allowed}") from None
     where_tree, order_tree = cast("list[Any]", tree.children)
     where = None if where_tree is None else _condition(where_tree)
+    if where is not None:
+        _check_counts(text, where)
     order = () if order_tree is None else tuple(_sort_key(k) for k in order_tree.children if isinstance(k, lark.Tree))
     return Query(text, where, order)
+
+
+def _check_size(text: str) -> None:
+    if len(text) > MAX_QUERY_LENGTH:
+        raise InvalidQueryError(
+            text[:200] + "...", 200, f"the query is {len(text)} characters, over the limit of {MAX_QUERY_LENGTH}"
+        )
+    depth = 0
+    for match in _NESTING_TOKENS.finditer(text):
+        token = match.group()
+        if token == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InvalidQueryError(
+                    text, match.start(), f"parentheses nest deeper than {MAX_NESTING}; simplify the query"
+                )
+        elif token == ")":
+            depth -= 1
+
+
+def _check_counts(text: str, where: Predicate | BoolOp) -> None:
+    conditions = values = 0
+    stack: list[Predicate | BoolOp] = [where]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, BoolOp):
+            stack.extend(reversed(node.items))
+            continue
+        conditions += 1
+        values += len(node.values)
+        if conditions > MAX_CONDITIONS:
+            raise InvalidQueryError(
+                text, node.position, f"more than {MAX_CONDITIONS} conditions; split the query or use IN lists"
+            )
+        if values > MAX_VALUES:
+            raise InvalidQueryError(text, node.position, f"more than {MAX_VALUES} values; split the query")
 
 
 def _expected(names: Any) -> str:
@@ -233,13 +290,15 @@ def _condition(tree: lark.Tree[Any]) -> Predicate | BoolOp:
     if kind == "group":
         return _condition(kids[1])
     if kind in ("or_", "and_"):
-        op = "OR" if kind == "or_" else "AND"
-        items: list[Predicate | BoolOp] = []
-        for side in (kids[0], kids[2]):
-            node = _condition(side)
-            # Flatten a chain of the same operator, so a long OR list stays one node.
-            items.extend(node.items if isinstance(node, BoolOp) and node.op == op and side.data == kind else [node])
-        return BoolOp(op, tuple(items))
+        # A chain "a OR b OR c" parses left-deep; walk its spine in a loop (not by recursion, which a
+        # long chain would exhaust) and make it one flat node.
+        rights: list[lark.Tree[Any]] = []
+        node = tree
+        while node.data == kind:
+            rights.append(node.children[2])
+            node = node.children[0]
+        items = [_condition(side) for side in (node, *reversed(rights))]
+        return BoolOp("OR" if kind == "or_" else "AND", tuple(items))
     name, pos = _attr(kids[0])
     if kind == "compare":
         op = "<>" if str(kids[1]) in ("!=", "<>") else str(kids[1])

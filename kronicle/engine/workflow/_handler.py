@@ -43,6 +43,7 @@ from kronicle.engine.workflow._state import (
 )
 from kronicle.engine.workflow._tx import Config, Decode, Encode, Run, Tx, WorkflowOptions
 from kronicle.engine.workflow._worker_commands import WorkerCommands
+from kronicle.topics import InvalidNameError, NamespaceTopics
 
 __all__ = ["WorkflowHandler"]
 
@@ -291,6 +292,10 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
         run_id = start_run_id(tx.workflow_id, request_id)
         if not v.get("workflow_type") or not v.get("task_queue"):
             raise _Rejected("InvalidArgument", "workflow_type and task_queue are required to start a workflow")
+        try:
+            NamespaceTopics(self._cfg.topics.namespace).task_queue(v["task_queue"], "workflow")
+        except InvalidNameError as err:
+            raise _Rejected("InvalidArgument", f"task_queue: {err}") from err
         timeouts = ("execution_timeout_ms", "run_timeout_ms", "task_timeout_ms", "start_delay_ms")
         if any(int(v.get(t) or 0) < 0 for t in timeouts):
             raise _Rejected("InvalidArgument", f"{', '.join(timeouts)} must not be negative")

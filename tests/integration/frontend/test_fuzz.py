@@ -1,15 +1,24 @@
-"""A quick fuzz of every endpoint: random bodies, paths and parameters never produce a 5xx.
+"""Fuzzing every endpoint: random bodies, paths and parameters never produce a 5xx.
 
-Home-grown rather than schemathesis (no new dependency): the generator mixes
-the documented field names with values of every JSON type, odd strings (lone
-surrogates, NUL, very long), huge numbers, nesting, and raw non-JSON bytes.
-A fixed seed keeps a failure reproducible.
+Two fuzzers. A home-grown one with a fixed seed (reproducible, no server to
+configure) mixes the documented field names with values of every JSON type,
+odd strings (lone surrogates, NUL, very long), huge numbers, nesting, and raw
+non-JSON bytes. Then schemathesis generates requests from
+``/api/v1/openapi.json`` itself (its ``examples``, ``coverage`` and
+``fuzzing`` phases, positive and negative data) and checks that none is
+answered with a server error. The schema registry endpoints answer errors in
+Confluent's shape (``{"error_code", "message"}``), every other path in the
+frontend's (``{"code", "message", "details"}``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import random
+import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -66,12 +75,22 @@ def path(rng: random.Random, engine: EngineService) -> tuple[str, str]:
     templates = [
         (method, p) for p, ops in openapi_document()["paths"].items() for method in ops if method != "parameters"
     ]
-    method, template = rng.choice(templates)
-    segment = quote(rng.choice(["wf", "é", "a b", "%00", "x" * 1500, "fz-1"]), safe="")
+    registry = [t for t in templates if not t[1].startswith("/api/")]
+    api = [t for t in templates if t[1].startswith("/api/")]
+    # Mostly the workflow API (so starts succeed too), sometimes the schema registry.
+    method, template = rng.choice(registry if rng.random() < 0.25 else api)
+    segment = quote(rng.choice(["wf", "é", "a b", "%00", "x" * 1500, "fz-1", "1", "-1", "latest"]), safe="")
     filled = template.replace("{ns}", rng.choice([engine.namespace, engine.namespace, "nope"]))
-    for name in ("workflow_id", "signal_name", "query_name", "update_name"):
+    subject = rng.choice(["kronicle.workflow.StartWorkflow", f"kronicle.{engine.namespace}.commands-value", segment])
+    filled = filled.replace("{subject}", quote(subject, safe=""))
+    for name in ("workflow_id", "signal_name", "query_name", "update_name", "id", "version"):
         filled = filled.replace("{" + name + "}", segment)
     return method.upper(), filled
+
+
+def error_keys(url_path: str) -> set[str]:
+    registry = url_path.startswith(("/schemas", "/subjects", "/config", "/mode"))
+    return {"error_code", "message"} if registry else {"code", "message", "details"}
 
 
 async def test_no_request_makes_the_frontend_fail(frontend: Frontend, engine: EngineService) -> None:
@@ -86,14 +105,70 @@ async def test_no_request_makes_the_frontend_fail(frontend: Frontend, engine: En
             }
             if "wait" in params:
                 params["wait"] = "0.05"  # keep long polls short
-            data = body(rng) if method == "POST" else None
+            data = body(rng) if method in ("POST", "PUT") else None
             async with session.request(method, frontend.url + url_path, data=data, params=params) as resp:
                 text = await resp.text()
                 SEEN[resp.status] = SEEN.get(resp.status, 0) + 1
                 assert resp.status < 500 or resp.status in (501, 503, 504), (method, url_path, params, data, text)
                 if resp.status >= 400:
-                    assert set(json.loads(text)) == {"code", "message", "details"}, text
+                    assert set(json.loads(text)) == error_keys(url_path), text
     # The run reached both the handlers' success paths and their validation, not just 404s.
     assert SEEN.get(400) and SEEN.get(201) and SEEN.get(200), SEEN
     async with aiohttp.ClientSession() as session, session.get(frontend.url + "/readyz") as resp:
         assert resp.status == 200  # still serving after all that
+
+
+def schemathesis_document(engine: EngineService) -> dict[str, Any]:
+    """The served OpenAPI document, narrowed so that a run fits in about a minute.
+
+    Long polls are limited to ``wait`` of at most 0.05 s (a generated ``true`` would hold a request
+    for 60 s), and operations documented as answering 501 (not built yet) are left out.
+    """
+    doc = openapi_document()
+    for item in doc["paths"].values():
+        for key, op in list(item.items()):
+            if isinstance(op, dict) and "501" in op.get("responses", {}):
+                del item[key]
+                continue
+            for param in [*item.get("parameters", []), *(op.get("parameters", []) if isinstance(op, dict) else [])]:
+                if isinstance(param, dict) and param.get("name") == "wait":
+                    param["schema"] = {"type": "string", "enum": ["0", "false", "0.05"]}
+    doc["paths"] = {p: item for p, item in doc["paths"].items() if set(item) - {"parameters"}}
+    return doc
+
+
+async def test_schemathesis_finds_no_server_error(frontend: Frontend, engine: EngineService, tmp_path: Path) -> None:
+    spec = tmp_path / "openapi.json"
+    spec.write_text(json.dumps(schemathesis_document(engine)))
+    st = Path(sys.executable).with_name("st")
+    proc = await asyncio.create_subprocess_exec(
+        str(st),
+        "run",
+        str(spec),
+        "--url",
+        frontend.url,
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        os.environ.get("KRONICLE_FUZZ_EXAMPLES", "15"),
+        "--seed",
+        "20261125",
+        "--workers",
+        "1",  # two workers once tripped a CPython 3.11 AST bug inside hypothesis (not a Kronicle failure)
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--request-timeout",
+        "20",
+        "--generation-database",
+        "none",
+        "--no-color",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,  # its report folder, if any, goes there
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 240)
+    text = out.decode(errors="replace")
+    print(text[-3000:])
+    assert proc.returncode == 0, text[-6000:]
+    async with aiohttp.ClientSession() as session, session.get(frontend.url + "/readyz") as resp:
+        assert resp.status == 200
