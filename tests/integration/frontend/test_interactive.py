@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -25,6 +26,7 @@ from kronicle.exceptions import ApplicationError, RPCError, RPCStatusCode
 from kronicle.worker import Worker
 from tests.integration.frontend.conftest import new_id
 from tests.integration.frontend.test_api import assert_error, call, wf
+from tests.integration.frontend.test_cli import cli
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(90)]
 
@@ -255,3 +257,22 @@ async def test_an_update_with_no_worker_answers_admitted_and_can_be_polled(
     assert status == 200 and body["stage"] == "ADMITTED"
     status, polled = await call(frontend, "GET", wf(engine, handle.id, f"/updates/{body['update_id']}"))
     assert status == 200 and polled["stage"] == "ADMITTED"
+
+
+async def test_cli_query_and_update(
+    frontend: Frontend, engine: EngineService, client: Client, queue: str, worker: Worker
+) -> None:
+    handle = await started(client, queue, 4)
+    out = await cli(frontend, engine, "query", "-w", handle.id, "--name", "current")
+    assert out.exit_code == 0 and "Query result: 4" in out.stdout, out.output
+    out = await cli(frontend, engine, "update", "-w", handle.id, "--name", "add", "-i", "3", "-o", "json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["result"] == 7 and json.loads(out.stdout)["stage"] == "COMPLETED"
+    out = await cli(frontend, engine, "update", "-w", handle.id, "--name", "add", "-i", "-5")
+    assert out.exit_code == 1 and "must not be negative" in out.output
+    out = await cli(frontend, engine, "query", "-w", handle.id, "--name", "broken")
+    assert out.exit_code == 1 and "no can do" in out.output
+    out = await cli(
+        frontend, engine, "update", "-w", handle.id, "--name", "add_later", "-i", "1", "--wait-for-stage", "accepted"
+    )
+    assert out.exit_code == 0 and "accepted" in out.stdout, out.output
