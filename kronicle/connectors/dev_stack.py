@@ -64,6 +64,8 @@ class DevStack:
         self._kafka_port = kafka_port
         self.broker: LocalBroker | None = None
         self.namespaces: NamespaceRegistry | None = None
+        self.namespace_info: NamespaceInfo | None = None
+        """The namespace as registered when the engine started (its retention is the engine's)."""
         self.engine: EngineService | None = None
         self.projector: VisibilityProjector | None = None
         self._stores: list[VisibilityStore] = []
@@ -99,7 +101,7 @@ class DevStack:
             self.namespaces = NamespaceRegistry(self.kafka_bootstrap_servers)
             await loop.run_in_executor(None, self.namespaces.start)
             wanted = NamespaceInfo(self.namespace, partitions=self._partitions, description="the development namespace")
-            info = await loop.run_in_executor(None, self.namespaces.ensure, wanted)
+            info = self.namespace_info = await loop.run_in_executor(None, self.namespaces.ensure, wanted)
             self.engine = EngineService(
                 self.kafka_bootstrap_servers,
                 self.namespace,
