@@ -288,7 +288,7 @@ _SCHEMAS: dict[str, Any] = {
             "name": {"type": "string", "pattern": "^[a-zA-Z0-9._-]+$"},
             "description": {"type": "string"},
             "owner_email": {"type": "string"},
-            "retention_ms": {"type": "integer", "minimum": 60000, "description": "0 or absent = 7 days."},
+            "retention_ms": {"type": "integer", "minimum": 0, "description": "0 or absent = 7 days; else >= 60000."},
             "state": {"type": "string", "enum": ["REGISTERED", "DEPRECATED"]},
             "partitions": {"type": "integer", "minimum": 1, "maximum": 1000},
             "data": {"type": "object", "additionalProperties": {"type": "string"}},
