@@ -87,7 +87,7 @@ def create_app(
         engine.registry.decode,
         instance_id=config.instance_id,
     )
-    api = Api(engine, gateway, config)
+    api = Api(engine, gateway, config, is_registered=lambda name: registry.get(name) is not None)
     interactive = Interactive(api)
     listing = Listing(api, visibility)
     namespace_api = NamespaceApi(registry, engine.namespace)

@@ -8,6 +8,7 @@ import dataclasses
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -82,15 +83,30 @@ class FrontendConfig:
 class Api:
     """The endpoint handlers over one engine and one command gateway."""
 
-    def __init__(self, engine: EngineLike, gateway: CommandGateway, config: FrontendConfig) -> None:
+    def __init__(
+        self,
+        engine: EngineLike,
+        gateway: CommandGateway,
+        config: FrontendConfig,
+        is_registered: Callable[[str], bool] = lambda name: False,
+    ) -> None:
         self.engine = engine
         self.gateway = gateway
         self.config = config
+        self._is_registered = is_registered
 
     # -- helpers ------------------------------------------------------------------
 
     def namespace_of(self, request: web.Request) -> str:
+        """The served namespace named by the path, or 404 NamespaceNotFound."""
         ns = request.match_info["ns"]
+        if ns != self.engine.namespace and self._is_registered(ns):
+            raise ApiError(
+                "NamespaceNotFound",
+                f"namespace {ns!r} is registered, but this frontend serves only {self.engine.namespace!r} (an engine"
+                f" runs one namespace); use a frontend of an engine started for {ns!r}",
+                namespace=ns,
+            )
         if ns != self.engine.namespace:
             raise ApiError(
                 "NamespaceNotFound",

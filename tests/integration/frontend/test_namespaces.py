@@ -106,6 +106,7 @@ async def test_workflows_of_a_namespace_this_frontend_does_not_serve_are_404(fro
     body = {"workflow_id": "w", "workflow_type": "T", "task_queue": "q", "input": [HELLO]}
     status, err = await call(frontend, "POST", f"/api/v1/namespaces/{name}/workflows", body)
     assert_error(status, err, 404, "NamespaceNotFound")
+    assert "is registered, but this frontend serves only" in err["message"]
 
 
 async def test_another_registry_reads_the_namespaces_from_kafka(frontend: Frontend, engine: EngineService) -> None:
