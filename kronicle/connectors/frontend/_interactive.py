@@ -55,7 +55,7 @@ class Interactive:
         body = await read_body(request)
         workflow_id = path_id(request)
         query_id = str(uuid.uuid4())
-        datum = {
+        datum: dict[str, Any] = {
             "workflow_id": workflow_id,
             "run_id": opt_str(body, "run_id"),
             "query_id": query_id,
@@ -66,10 +66,12 @@ class Interactive:
         api.check_size(datum["query_args"])
         timeout = (opt_int(body, "timeout_ms", maximum=_MAX_TIMEOUT_MS) or _QUERY_TIMEOUT_MS) / 1000
         api.ready()
+        deadline = time.monotonic() + timeout
+        await self._first_task_done(workflow_id, datum["run_id"], deadline)
         with api.gateway.subscribe("query", workflow_id, query_id) as replies:
             await self._produce("kronicle.workflow.QueryWorkflow", workflow_id, datum)
             try:
-                schema, reply = await asyncio.wait_for(replies.get(), timeout)
+                schema, reply = await asyncio.wait_for(replies.get(), max(deadline - time.monotonic(), 0.1))
             except TimeoutError:
                 raise ApiError(
                     "QueryTimeout",
@@ -99,6 +101,25 @@ class Interactive:
                 "result": payloads_json(reply.get("answer")),
             }
         )
+
+    async def _first_task_done(self, workflow_id: str, run_id: str, deadline: float) -> None:
+        """Wait (until ``deadline``) for a running run's first workflow task to complete, as Temporal does.
+
+        The worker answers a query by replaying history; before the first task completed there is
+        no workflow state to ask. ``wft_first_event_id`` moves past 1 when a task completes.
+        """
+        api = self.api
+        try:
+            run = api.run_state(workflow_id, run_id)
+            while run["status"] == "RUNNING" and run.get("wft_first_event_id", 2) <= 1:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return  # ask anyway: the worker's answer (or the timeout) tells the caller
+                await api.engine.wait_for_change(workflow_id, min(1.0, left))
+                run = api.run_state(workflow_id, run["run_id"])
+        except ApiError as err:
+            if err.code != "NotReady":  # another engine owns the partition: the query still goes via Kafka
+                raise
 
     # -- updates ------------------------------------------------------------------
 

@@ -115,6 +115,13 @@ async def test_query_of_a_running_workflow_answers_its_state(client: Client, que
     assert await handle.query("current") == 7  # by name
 
 
+async def test_a_query_right_after_the_start_waits_for_the_first_workflow_task(
+    client: Client, queue: str, worker: Worker
+) -> None:
+    handle = await client.start_workflow(Counter.run, 9, id=new_id("early"), task_queue=queue)
+    assert await handle.query(Counter.current) == 9
+
+
 async def test_query_of_a_closed_workflow_is_answered_by_replay(client: Client, queue: str, worker: Worker) -> None:
     handle = await started(client, queue, 3)
     await handle.signal(Counter.finish)
