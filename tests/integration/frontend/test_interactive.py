@@ -283,3 +283,39 @@ async def test_cli_query_and_update(
         frontend, engine, "update", "-w", handle.id, "--name", "add_later", "-i", "1", "--wait-for-stage", "accepted"
     )
     assert out.exit_code == 0 and "accepted" in out.stdout, out.output
+
+
+async def test_an_update_waiting_when_the_run_closes_answers_409_aborted(
+    frontend: Frontend, engine: EngineService, client: Client, queue: str, worker: Worker
+) -> None:
+    handle = await started(client, queue, 2)
+    one = (await client.data_converter.encode([1]))[0].to_dict()
+    waiting = asyncio.create_task(
+        call(frontend, "POST", wf(engine, handle.id, "/update/add_later"), {"input": [one], "timeout_ms": 30000})
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not any(e["event_type"] == "WorkflowExecutionUpdateAccepted" for e in engine.read_history(handle.id)):
+        assert loop.time() < deadline
+        await engine.wait_for_change(handle.id, 0.5)
+    await handle.terminate(reason="closing")
+    status, body = await asyncio.wait_for(waiting, 20)
+    assert_error(status, body, 409, "UpdateAborted")
+    assert "TERMINATED" in body["details"]["failure"]["message"]
+
+
+async def test_too_many_updates_in_flight_is_429_and_big_inputs_are_413(
+    frontend: Frontend, engine: EngineService, client: Client
+) -> None:
+    handle = await client.start_workflow("Counter", 1, id=new_id(), task_queue=f"nobody{uuid.uuid4().hex[:6]}")
+    for i in range(10):  # the engine's max_pending_updates
+        status, body = await call(
+            frontend, "POST", wf(engine, handle.id, "/update/add"), {"update_id": f"u{i}", "timeout_ms": 100}
+        )
+        assert status == 200 and body["stage"] == "ADMITTED", body
+    status, body = await call(frontend, "POST", wf(engine, handle.id, "/update/add"), {"timeout_ms": 100})
+    assert_error(status, body, 429, "ResourceExhausted")
+    huge = {"metadata": {}, "data": "A" * (3 * 1024 * 1024)}
+    for suffix in ("/update/add", "/query/current"):
+        status, body = await call(frontend, "POST", wf(engine, handle.id, suffix), {"input": [huge]})
+        assert_error(status, body, 413, "PayloadTooLarge")
