@@ -106,7 +106,7 @@ class DevStack:
                 self.kafka_bootstrap_servers,
                 self.namespace,
                 state_dir=self.data_dir / "state",
-                partitions=self._partitions,
+                partitions=info.partitions,  # a registered namespace keeps its own count
                 instance_id="dev-engine",
                 options=WorkflowOptions(retention_ms=info.retention_ms),
             )

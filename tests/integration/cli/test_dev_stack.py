@@ -44,11 +44,12 @@ async def test_dev_stack_lists_and_counts_and_reads_retention_from_the_registry(
         await asyncio.to_thread(registry.update, namespace, retention_ms=3_600_000)
     finally:
         await asyncio.to_thread(registry.stop)
-    again = DevStack(kafka=kafka_bootstrap, port=0, namespace=namespace, partitions=2)
+    # Another partition count asked for: the registered namespace keeps its own (its topics exist).
+    again = DevStack(kafka=kafka_bootstrap, port=0, namespace=namespace, partitions=5)
     await again.start()
     try:
         assert again.namespace_info is not None and again.namespace_info.retention_ms == 3_600_000
-        assert again.engine is not None
+        assert again.engine is not None and again.engine.partition_count == 2
         assert again.engine.handler._cfg.options.retention_ms == 3_600_000  # what the engine really runs with
     finally:
         await again.stop()
