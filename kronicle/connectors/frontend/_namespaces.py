@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kronicle.topics import NAMESPACES_TOPIC, NamespaceTopics, ensure_namespace_topics, ensure_namespaces_topic
@@ -276,13 +276,26 @@ class NamespaceRegistry:
 
     def _catch_up(self, timeout: float) -> None:
         """Wait until every record written before now has been read."""
+        deadline = time.monotonic() + timeout
         consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": "kronicle-namespaces-watermark"})
         try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(NAMESPACES_TOPIC, 0), timeout=timeout)
+            while True:
+                try:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(NAMESPACES_TOPIC, 0), timeout=max(deadline - time.monotonic(), 1.0)
+                    )
+                    break
+                except KafkaException as err:
+                    # A topic created a moment ago may not have a leader yet (NOT_LEADER_FOR_PARTITION).
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(
+                            f"cannot read the end offset of {NAMESPACES_TOPIC} ({err}); is the broker reachable?"
+                        ) from err
+                    time.sleep(0.2)
         finally:
             consumer.close()
         if high > 0:
-            self._wait_applied(high - 1, timeout)
+            self._wait_applied(high - 1, max(deadline - time.monotonic(), 1.0))
 
     def _wait_applied(self, offset: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
