@@ -33,7 +33,7 @@ def start_dev(
     demo: Annotated[bool, typer.Option(help="Run a demo workflow once up and print its history.")] = False,
     exit_after_demo: Annotated[bool, typer.Option(help="Stop once the demo has run (for scripts and tests).")] = False,
 ) -> None:
-    """Run the whole local stack: Kafka (unless --kafka), the engine and the frontend, until Ctrl-C or SIGTERM."""
+    """Run the whole local stack: Kafka (unless --kafka), the engine, visibility and the frontend, until Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(_serve(port, kafka, kafka_port, data_dir, namespace, partitions, demo, exit_after_demo))
@@ -68,6 +68,7 @@ async def _serve(
         typer.echo(f"  kafka      {stack.kafka_bootstrap_servers}")
         typer.echo(f"  namespace  {namespace}")
         typer.echo(f"  metrics    http://{stack.frontend_address}/metrics")
+        typer.echo(f"  visibility {stack.visibility_url}  (kronicle workflow list / count)")
         typer.echo(f"  data       {stack.data_dir}")
         if demo:
             from kronicle.cli import workflow as workflow_cli

@@ -1,4 +1,4 @@
-"""``kronicle workflow``: start, signal, describe, show, cancel and terminate workflows through the frontend.
+"""``kronicle workflow``: start, signal, query, update, list, count, describe, show, cancel and terminate workflows.
 
 Mirrors the ``temporal workflow`` commands. Every command takes ``--address``
 (the frontend, default ``localhost:7333``), ``--namespace`` and ``--output``
@@ -22,7 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from kronicle._wire import payload_from_bytes
-from kronicle.client import Client, WorkflowHandle
+from kronicle.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from kronicle.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from kronicle.exceptions import RPCError, WorkflowAlreadyStartedError, WorkflowFailureError
 
@@ -79,8 +85,10 @@ def _run(address: str, namespace: str, fn: Callable[[Client], Awaitable[T]]) -> 
 
     try:
         return asyncio.run(main())
-    except WorkflowAlreadyStartedError as err:
+    except (WorkflowAlreadyStartedError, WorkflowQueryFailedError) as err:
         raise _fail(str(err)) from err
+    except WorkflowUpdateFailedError as err:
+        raise _fail(f"update failed: {type(err.cause).__name__}: {err.cause}") from err
     except RPCError as err:
         raise _fail(f"{err.message} [{err.code or err.status.name}]") from err
 
@@ -456,26 +464,131 @@ def show(
     _console().print(table)
 
 
-def _not_supported(what: str, why: str) -> None:
-    typer.echo(f"error: `kronicle workflow {what}` is not supported yet: {why}", err=True)
-    raise typer.Exit(1)
+@app.command("query")
+def query(
+    workflow_id: WorkflowId,
+    name: Annotated[str, typer.Option("--name", help="Query name.")],
+    inputs: Inputs = None,
+    run_id: RunId = "",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the worker's answer (at most 60).")] = 10.0,
+    address: Address = _DEFAULT_ADDRESS,
+    namespace: Namespace = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Ask a workflow a query and print the answer (a worker of its task queue must be running)."""
+    args = _args(inputs)
+
+    async def go(client: Client) -> Any:
+        handle = _handle(client, workflow_id, run_id)
+        return await handle.query(name, *args, rpc_timeout=timedelta(seconds=timeout))
+
+    answer = _run(address, namespace, go)
+    if output is Output.json:
+        _print_json({"workflow_id": workflow_id, "query": name, "result": answer})
+    else:
+        typer.echo(f"Query result: {json.dumps(answer, default=str)}")
 
 
-_NOT_YET = {
-    "query": "the engine and worker answer queries, but the frontend does not route them yet",
-    "update": "the engine and worker handle updates, but the frontend does not route them yet",
-    "list": "the visibility store exists, but the frontend does not serve it yet",
-    "count": "the visibility store exists, but the frontend does not serve it yet",
-}
+@app.command("update")
+def update(
+    workflow_id: WorkflowId,
+    name: Annotated[str, typer.Option("--name", help="Update name.")],
+    inputs: Inputs = None,
+    run_id: RunId = "",
+    update_id: Annotated[str, typer.Option(help="Update id; a retry with the same id is the same update.")] = "",
+    wait_for_stage: Annotated[
+        str, typer.Option(help="accepted (return once the validator accepted it) or completed (with the result).")
+    ] = "completed",
+    address: Address = _DEFAULT_ADDRESS,
+    namespace: Namespace = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Send an update to a workflow; print its result (exit code 1 if it was rejected or failed)."""
+    args = _args(inputs)
+    try:
+        stage = WorkflowUpdateStage[wait_for_stage.upper()]
+    except KeyError as err:
+        raise _fail("--wait-for-stage must be accepted or completed", 2) from err
+    if stage == WorkflowUpdateStage.ADMITTED:
+        raise _fail("--wait-for-stage must be accepted or completed", 2)
+    uid = update_id or str(uuid.uuid4())
+
+    async def go(client: Client) -> Any:
+        handle = _handle(client, workflow_id, run_id)
+        started = await handle.start_update(name, *args, wait_for_stage=stage, id=uid)
+        return await started.result() if stage == WorkflowUpdateStage.COMPLETED else None
+
+    value = _run(address, namespace, go)
+    done = stage == WorkflowUpdateStage.COMPLETED
+    if output is Output.json:
+        out: dict[str, Any] = {"workflow_id": workflow_id, "update_id": uid, "stage": stage.name}
+        if done:
+            out["result"] = value
+        _print_json(out)
+    elif done:
+        typer.echo(f"Update {uid} completed: {json.dumps(value, default=str)}")
+    else:
+        typer.echo(f"Update {uid} accepted")
 
 
-def _register_not_supported(what: str, why: str) -> None:
-    def command() -> None:
-        _not_supported(what, why)
+@app.command("list")
+def list_(
+    query: Annotated[str, typer.Option("--query", "-q", help="List Filter, e.g. \"WorkflowType = 'X'\".")] = "",
+    limit: Annotated[int, typer.Option(help="Show at most this many (0 = all).")] = 100,
+    address: Address = _DEFAULT_ADDRESS,
+    namespace: Namespace = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """List workflow executions matching a List Filter (from visibility)."""
 
-    command.__doc__ = f"Not supported yet: {why}."
-    app.command(what, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
+    async def go(client: Client) -> list[dict[str, Any]]:
+        found = client.list_workflows(query or None, limit=limit or None, page_size=min(limit or 1000, 1000))
+        return [dict(e.raw) async for e in found]
+
+    rows = _run(address, namespace, go)
+    if output is Output.json:
+        _print_json(rows)
+        return
+    table = Table(title=f"Workflows{f' where {query}' if query else ''}")
+    for column in ("status", "workflow id", "run id", "type", "task queue", "start time", "close time"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["status"],
+            row["workflow_id"],
+            row["run_id"],
+            row["workflow_type"],
+            row["task_queue"],
+            row.get("start_time") or "",
+            row.get("close_time") or "",
+        )
+    _console().print(table)
 
 
-for _what, _why in _NOT_YET.items():
-    _register_not_supported(_what, _why)
+@app.command("count")
+def count(
+    query: Annotated[
+        str, typer.Option("--query", "-q", help="List Filter; end with GROUP BY ExecutionStatus for groups.")
+    ] = "",
+    address: Address = _DEFAULT_ADDRESS,
+    namespace: Namespace = "default",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Count workflow executions matching a List Filter (from visibility)."""
+
+    async def go(client: Client) -> tuple[int, list[tuple[list[Any], int]]]:
+        result = await client.count_workflows(query or None)
+        return result.count, [(list(g.group_values), g.count) for g in result.groups]
+
+    total, groups = _run(address, namespace, go)
+    if output is Output.json:
+        _print_json({"count": total, "groups": [{"group_values": v, "count": n} for v, n in groups]})
+        return
+    typer.echo(f"Total: {total}")
+    if groups:
+        table = Table()
+        table.add_column("group")
+        table.add_column("count", justify="right")
+        for values, n in groups:
+            table.add_row(", ".join(str(v) for v in values), str(n))
+        _console().print(table)

@@ -14,9 +14,13 @@ from urllib.parse import quote
 from kronicle.client._http import FrontendError, Transport
 from kronicle.client._types import (
     WorkflowContinuedAsNewError,
+    WorkflowExecutionCount,
     WorkflowExecutionDescription,
     WorkflowHistory,
+    WorkflowQueryFailedError,
+    WorkflowUpdateStage,
 )
+from kronicle.client._update import WorkflowExecutionAsyncIterator, WorkflowUpdateHandle, update_failure
 from kronicle.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from kronicle.converter import DataConverter, Payload
 from kronicle.exceptions import (
@@ -292,23 +296,36 @@ class Client:
         _, ret_type = _workflow_name(workflow)
         return self.get_workflow_handle(workflow_id, run_id=run_id, result_type=ret_type)
 
-    async def list_workflows(self, query: str | None = None, **kwargs: Any) -> Any:
-        """Not supported yet (needs the visibility store).
+    def list_workflows(
+        self,
+        query: str | None = None,
+        *,
+        limit: int | None = None,
+        page_size: int = 1000,
+        next_page_token: bytes | str | None = None,
+    ) -> WorkflowExecutionAsyncIterator:
+        """The executions matching a List Filter, as an async iterator (temporalio's ``list_workflows``).
+
+        ``async for execution in client.list_workflows("WorkflowType = 'Order'"):`` fetches pages of
+        ``page_size`` lazily; ``limit`` stops after that many. Served by the visibility store, which
+        lags the engine by a few milliseconds.
 
         Raises:
-            RPCError: always, with status ``UNIMPLEMENTED``.
+            RPCError: (while iterating) ``INVALID_ARGUMENT`` for a bad query (``details["position"]``
+                says where), ``UNIMPLEMENTED`` if the frontend has no visibility store.
         """
-        params = {"query": query} if query else None
-        return await self._transport.request("GET", self._ns_path("workflows"), params=params)
+        token = next_page_token.decode() if isinstance(next_page_token, bytes) else next_page_token
+        return WorkflowExecutionAsyncIterator(self, query, page_size=page_size, limit=limit, next_page_token=token)
 
-    async def count_workflows(self, query: str | None = None, **kwargs: Any) -> Any:
-        """Not supported yet (needs the visibility store).
+    async def count_workflows(self, query: str | None = None) -> WorkflowExecutionCount:
+        """How many executions match a List Filter; end it with ``GROUP BY ExecutionStatus`` for groups.
 
         Raises:
-            RPCError: always, with status ``UNIMPLEMENTED``.
+            RPCError: ``INVALID_ARGUMENT`` for a bad query, ``UNIMPLEMENTED`` without a visibility store.
         """
         params = {"query": query} if query else None
-        return await self._transport.request("GET", self._ns_path("workflow-count"), params=params)
+        data = await self._transport.request("GET", self._ns_path("workflow-count"), params=params)
+        return WorkflowExecutionCount.from_json(data)
 
     # -- for workers --------------------------------------------------------------
 
@@ -437,29 +454,134 @@ class WorkflowHandle(Generic[ReturnT]):
         data = await self._client._transport.request("GET", self._path(), params=params)
         return WorkflowExecutionDescription.from_json(data)
 
-    async def query(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-        """Not supported yet by the engine.
+    async def query(
+        self,
+        query: Any,
+        *args: Any,
+        result_type: type | None = None,
+        rpc_timeout: timedelta | None = None,
+    ) -> Any:
+        """Ask the workflow a query and return the answer (a closed workflow is replayed to answer).
+
+        ``query`` is a ``@workflow.query`` method (its return type decodes the answer
+        unless ``result_type`` is given) or a query name. A worker of the workflow's
+        task queue must be running; ``rpc_timeout`` (default 10 s, at most 60 s) bounds
+        the wait for its answer.
 
         Raises:
-            RPCError: with status ``UNIMPLEMENTED``.
+            WorkflowQueryFailedError: the query reached the workflow and failed (unknown name, the handler raised).
+            RPCError: ``NOT_FOUND`` (no such workflow), ``DEADLINE_EXCEEDED`` (no worker answered in time), ...
         """
         name = _handler_name(query, "__kronicle_query_definition__", "query")
-        body = {"input": await self._client._payloads(args)}
-        return await self._client._transport.request("POST", self._path("query", name), body=body)
+        if result_type is None:
+            result_type = getattr(getattr(query, "__kronicle_query_definition__", None), "ret_type", None)
+        timeout_ms = min(_ms(rpc_timeout, "rpc_timeout") or 10_000, 60_000)
+        body = {"input": await self._client._payloads(args), "run_id": self._run_id or "", "timeout_ms": timeout_ms}
+        try:
+            data = await self._client._transport.request(
+                "POST", self._path("query", name), body=body, timeout=timeout_ms / 1000 + 30
+            )
+        except FrontendError as err:
+            if err.code != "QueryFailed":
+                raise
+            error = WorkflowQueryFailedError(err.message)
+            failure = err.details.get("failure")
+            if isinstance(failure, dict):
+                raise error from await self._client.data_converter.decode_failure(failure)
+            raise error from err
+        payloads = [Payload.from_dict(p) for p in data.get("result") or ()]
+        if not payloads:
+            return None
+        hints = [result_type] if result_type is not None else None
+        return (await self._client.data_converter.decode(payloads, hints))[0]
 
-    async def execute_update(self, update: Any, *args: Any, **kwargs: Any) -> Any:
-        """Not supported yet by the engine.
+    async def execute_update(
+        self,
+        update: Any,
+        *args: Any,
+        id: str | None = None,
+        result_type: type | None = None,
+    ) -> Any:
+        """Send an update, wait for it to complete, and return its result.
 
         Raises:
-            RPCError: with status ``UNIMPLEMENTED``.
+            WorkflowUpdateFailedError: the validator rejected it, its handler raised, or the run closed
+                first (``cause`` says which).
+            RPCError: no such workflow, or it is closed (``NOT_FOUND``), too many updates in flight, ...
         """
-        name = _handler_name(update, "__kronicle_update_definition__", "update")
-        body = {"input": await self._client._payloads(args)}
-        return await self._client._transport.request("POST", self._path("update", name), body=body)
+        handle: WorkflowUpdateHandle[Any] = await self.start_update(
+            update, *args, wait_for_stage=WorkflowUpdateStage.COMPLETED, id=id, result_type=result_type
+        )
+        return await handle.result()
 
-    async def start_update(self, update: Any, *args: Any, **kwargs: Any) -> Any:
-        """Not supported yet by the engine (see :meth:`execute_update`)."""
-        return await self.execute_update(update, *args, **kwargs)
+    async def start_update(
+        self,
+        update: Any,
+        *args: Any,
+        wait_for_stage: WorkflowUpdateStage = WorkflowUpdateStage.ACCEPTED,
+        id: str | None = None,
+        result_type: type | None = None,
+    ) -> WorkflowUpdateHandle[Any]:
+        """Send an update and return its handle once it reached ``wait_for_stage`` (ACCEPTED or COMPLETED).
+
+        ``update`` is a ``@workflow.update`` method (its return type decodes the result
+        unless ``result_type`` is given) or an update name; ``id`` makes a retry the
+        same update (a new UUID when None). Waits as long as it takes (for a worker
+        to pick the update up, for the handler to finish).
+
+        Raises:
+            WorkflowUpdateFailedError: the validator rejected it (``cause`` is its failure), or the run closed first.
+            RPCError: no such workflow, or it is closed (``NOT_FOUND``), too many updates in flight, ...
+            ValueError: ``wait_for_stage`` is ADMITTED (as in temporalio, not supported).
+        """
+        stage = WorkflowUpdateStage(wait_for_stage)
+        if stage == WorkflowUpdateStage.ADMITTED:
+            raise ValueError(
+                "wait_for_stage must be ACCEPTED or COMPLETED (ADMITTED is not supported, as in temporalio)"
+            )
+        name = _handler_name(update, "__kronicle_update_definition__", "update")
+        if result_type is None:
+            result_type = getattr(getattr(update, "__kronicle_update_definition__", None), "ret_type", None)
+        update_id = id or str(uuid.uuid4())
+        body = {
+            "update_id": update_id,
+            "input": await self._client._payloads(args),
+            "run_id": self._run_id or "",
+            "identity": self._client.identity,
+            "wait_for_stage": stage.name,
+            "timeout_ms": 50_000,
+        }
+        while True:
+            # Sending it again with the same id is safe: the engine keeps one update per id, and
+            # answers a completed one from its history.
+            try:
+                data = await self._client._transport.request(
+                    "POST", self._path("update", name), body=body, timeout=_POLL_S + 30
+                )
+            except FrontendError as err:
+                failed = await update_failure(self._client.data_converter, err)
+                if failed is not None:
+                    raise failed  # noqa: B904 - its __cause__ is the update's failure, set already
+                raise
+            if WorkflowUpdateStage[data["stage"]] >= stage:
+                break
+        return WorkflowUpdateHandle(
+            self._client,
+            update_id,
+            self._id,
+            workflow_run_id=data.get("run_id") or None,
+            name=name,
+            result_type=result_type,
+            known_outcome=data if data["stage"] == "COMPLETED" else None,
+        )
+
+    def get_update_handle(
+        self, id: str, *, workflow_run_id: str | None = None, result_type: type | None = None
+    ) -> WorkflowUpdateHandle[Any]:
+        """A handle on an update sent earlier (no call is made)."""
+        return WorkflowUpdateHandle(
+            self._client, id, self._id, workflow_run_id=workflow_run_id or self._run_id, result_type=result_type
+        )
 
     async def fetch_history(self) -> WorkflowHistory:
         """The run's full history (current run if the handle names none)."""

@@ -14,6 +14,12 @@ __all__ = ["FrontendError", "Transport"]
 
 _STATUS_BY_CODE = {
     "InvalidArgument": RPCStatusCode.INVALID_ARGUMENT,
+    "QueryFailed": RPCStatusCode.INVALID_ARGUMENT,
+    "UpdateRejected": RPCStatusCode.INVALID_ARGUMENT,
+    "UpdateNotFound": RPCStatusCode.NOT_FOUND,
+    "NamespaceAlreadyExists": RPCStatusCode.ALREADY_EXISTS,
+    "UpdateAborted": RPCStatusCode.ABORTED,
+    "QueryTimeout": RPCStatusCode.DEADLINE_EXCEEDED,
     "NamespaceNotFound": RPCStatusCode.NOT_FOUND,
     "WorkflowNotFound": RPCStatusCode.NOT_FOUND,
     "NotFound": RPCStatusCode.NOT_FOUND,

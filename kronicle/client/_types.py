@@ -1,4 +1,4 @@
-"""What the client returns: execution status, descriptions, histories."""
+"""What the client returns: execution status, descriptions, listings, counts, histories; client-side errors."""
 
 from __future__ import annotations
 
@@ -16,9 +16,15 @@ from kronicle.exceptions import KronicleError
 __all__ = [
     "PendingActivityInfo",
     "WorkflowContinuedAsNewError",
+    "WorkflowExecution",
+    "WorkflowExecutionCount",
+    "WorkflowExecutionCountAggregationGroup",
     "WorkflowExecutionDescription",
     "WorkflowExecutionStatus",
     "WorkflowHistory",
+    "WorkflowQueryFailedError",
+    "WorkflowUpdateFailedError",
+    "WorkflowUpdateStage",
 ]
 
 
@@ -32,6 +38,44 @@ class WorkflowExecutionStatus(enum.IntEnum):
     TERMINATED = 5
     CONTINUED_AS_NEW = 6
     TIMED_OUT = 7
+
+
+class WorkflowUpdateStage(enum.IntEnum):
+    """How far an update has come (temporalio's ``WorkflowUpdateStage``)."""
+
+    ADMITTED = 1
+    """The engine has it; the workflow has not seen it yet."""
+    ACCEPTED = 2
+    """The workflow's validator accepted it; the handler runs."""
+    COMPLETED = 3
+    """The handler finished (with a result or a failure)."""
+
+
+class WorkflowQueryFailedError(KronicleError):
+    """A query reached the workflow and failed there (unknown query name, the handler raised).
+
+    ``__cause__`` is the decoded failure, when the worker sent one.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class WorkflowUpdateFailedError(KronicleError):
+    """An update was rejected by its validator, its handler raised, or the run closed before it completed.
+
+    ``cause`` says which (e.g. the :class:`~kronicle.exceptions.ApplicationError` the validator raised).
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("Workflow update failed")
+        self.__cause__ = cause
+
+    @property
+    def cause(self) -> BaseException:
+        """Why the update failed."""
+        assert self.__cause__ is not None
+        return self.__cause__
 
 
 class WorkflowContinuedAsNewError(KronicleError):
@@ -130,6 +174,113 @@ class WorkflowExecutionDescription:
             ],
             raw=dict(data),
         )
+
+
+def _rfc3339(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# Visibility answers Temporal's status names; the client's enum uses the record's.
+_STATUS_BY_VISIBILITY_NAME = {
+    "Running": WorkflowExecutionStatus.RUNNING,
+    "Completed": WorkflowExecutionStatus.COMPLETED,
+    "Failed": WorkflowExecutionStatus.FAILED,
+    "Canceled": WorkflowExecutionStatus.CANCELED,
+    "Terminated": WorkflowExecutionStatus.TERMINATED,
+    "ContinuedAsNew": WorkflowExecutionStatus.CONTINUED_AS_NEW,
+    "TimedOut": WorkflowExecutionStatus.TIMED_OUT,
+}
+
+
+def _status(name: str) -> WorkflowExecutionStatus | None:
+    found = _STATUS_BY_VISIBILITY_NAME.get(name)
+    if found is None and name in WorkflowExecutionStatus.__members__:
+        found = WorkflowExecutionStatus[name]
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowExecution:
+    """One execution as visibility lists it (``Client.list_workflows``), shaped like temporalio's."""
+
+    id: str
+    """Workflow id."""
+    run_id: str
+    """Run id."""
+    workflow_type: str
+    """Workflow type name."""
+    task_queue: str
+    """Task queue."""
+    status: WorkflowExecutionStatus | None
+    """Running, completed, failed, ..."""
+    start_time: datetime | None
+    """When the run started."""
+    execution_time: datetime | None
+    """When its first workflow task was due."""
+    close_time: datetime | None
+    """When it closed (None while running)."""
+    history_length: int
+    """Events in its history when visibility last heard of it."""
+    first_run_id: str
+    """Run id of the first run of its continue-as-new chain."""
+    memo: Mapping[str, Payload]
+    """Memo as payloads (decode with the client's data converter)."""
+    search_attributes: Mapping[str, Any]
+    """Search attributes, decoded."""
+    raw: Mapping[str, Any]
+    """The frontend's full answer for this execution."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkflowExecution:
+        """Build from one item of the frontend's list answer."""
+        return cls(
+            id=data["workflow_id"],
+            run_id=data["run_id"],
+            workflow_type=data.get("workflow_type", ""),
+            task_queue=data.get("task_queue", ""),
+            status=_status(str(data.get("status", ""))),
+            start_time=_rfc3339(data.get("start_time")),
+            execution_time=_rfc3339(data.get("execution_time")),
+            close_time=_rfc3339(data.get("close_time")),
+            history_length=int(data.get("history_length") or 0),
+            first_run_id=data.get("first_run_id") or data["run_id"],
+            memo={k: Payload.from_dict(v) for k, v in (data.get("memo") or {}).items()},
+            search_attributes=dict(data.get("search_attributes") or {}),
+            raw=dict(data),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowExecutionCountAggregationGroup:
+    """One group of a grouped count (``GROUP BY ExecutionStatus``)."""
+
+    count: int
+    """Executions in the group."""
+    group_values: Sequence[Any]
+    """The group's values, e.g. ``["Running"]``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowExecutionCount:
+    """The answer of ``Client.count_workflows`` (temporalio's shape)."""
+
+    count: int
+    """Executions that match the query."""
+    groups: Sequence[WorkflowExecutionCountAggregationGroup]
+    """Per group, when the query ends with ``GROUP BY ExecutionStatus``; empty otherwise."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkflowExecutionCount:
+        """Build from the frontend's count answer."""
+        groups = [
+            WorkflowExecutionCountAggregationGroup(
+                count=int(g["count"]), group_values=list(g.get("group_values") or ())
+            )
+            for g in data.get("groups") or ()
+        ]
+        return cls(count=int(data["count"]), groups=groups)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The whole local stack in one object: Kafka (optional), the engine and the frontend.
+"""The whole local stack in one object: Kafka (optional), the namespace registry, the engine, visibility, the frontend.
 
 Used by ``kronicle server start-dev`` and by ``kronicle.testing``. Everything it
 starts it also stops, in reverse order, even when a later step fails.
@@ -13,9 +13,11 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from kronicle.connectors.frontend import Frontend
+from kronicle.connectors.frontend import Frontend, NamespaceInfo, NamespaceRegistry
 from kronicle.connectors.local_kafka import LocalBroker
+from kronicle.connectors.visibility import ProjectorConfig, VisibilityProjector, VisibilityStore
 from kronicle.engine.service import EngineService
+from kronicle.engine.workflow import WorkflowOptions
 
 __all__ = ["DevStack"]
 
@@ -23,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 class DevStack:
-    """A local Kronicle: a broker unless ``kafka`` is given, one namespace's engine, the HTTP frontend.
+    """A local Kronicle: a broker unless ``kafka`` is given, one namespace's engine, visibility, the HTTP frontend.
+
+    The namespace is registered in ``kronicle._namespaces`` (created if missing),
+    and the engine takes its retention from there at start. Visibility is a
+    projector of the namespace's visibility topic into SQLite
+    (``<data_dir>/visibility.db``), which the frontend lists and counts from.
 
     Args:
         kafka: Bootstrap servers of an existing Kafka; None starts a local broker.
@@ -56,7 +63,12 @@ class DevStack:
         self._partitions = partitions
         self._kafka_port = kafka_port
         self.broker: LocalBroker | None = None
+        self.namespaces: NamespaceRegistry | None = None
+        self.namespace_info: NamespaceInfo | None = None
+        """The namespace as registered when the engine started (its retention is the engine's)."""
         self.engine: EngineService | None = None
+        self.projector: VisibilityProjector | None = None
+        self._stores: list[VisibilityStore] = []
         self.frontend: Frontend | None = None
 
     @property
@@ -74,22 +86,43 @@ class DevStack:
             raise RuntimeError("the stack is not started")
         return f"{self._host}:{self.frontend.port}"
 
+    @property
+    def visibility_url(self) -> str:
+        """The SQLite database visibility is projected into."""
+        return str((self.data_dir / "visibility.db").resolve())
+
     async def start(self) -> None:
-        """Start Kafka (if owned), the engine (creating the namespace) and the frontend."""
+        """Start Kafka (if owned), the registry, the engine (creating the namespace), visibility and the frontend."""
         loop = asyncio.get_running_loop()
         try:
             if not self._kafka:
                 self.broker = LocalBroker(self._kafka_port or None, data_dir=self.data_dir / "kafka")
                 await loop.run_in_executor(None, self.broker.start)
+            self.namespaces = NamespaceRegistry(self.kafka_bootstrap_servers)
+            await loop.run_in_executor(None, self.namespaces.start)
+            wanted = NamespaceInfo(self.namespace, partitions=self._partitions, description="the development namespace")
+            info = self.namespace_info = await loop.run_in_executor(None, self.namespaces.ensure, wanted)
             self.engine = EngineService(
                 self.kafka_bootstrap_servers,
                 self.namespace,
                 state_dir=self.data_dir / "state",
-                partitions=self._partitions,
+                partitions=info.partitions,  # a registered namespace keeps its own count
                 instance_id="dev-engine",
+                options=WorkflowOptions(retention_ms=info.retention_ms),
             )
             await loop.run_in_executor(None, self.engine.start)
-            self.frontend = Frontend(self.engine, host=self._host, port=self._port)
+            # Two stores on one database: the frontend's reads do not queue behind the projector's writes.
+            projector_store = await VisibilityStore.open(self.visibility_url)
+            self._stores.append(projector_store)
+            frontend_store = await VisibilityStore.open(self.visibility_url)
+            self._stores.append(frontend_store)
+            self.projector = VisibilityProjector(
+                ProjectorConfig(self.kafka_bootstrap_servers, self.namespace), projector_store
+            )
+            await self.projector.start()
+            self.frontend = Frontend(
+                self.engine, host=self._host, port=self._port, visibility=frontend_store, namespaces=self.namespaces
+            )
             await self.frontend.start()
         except BaseException:
             await self.stop()
@@ -101,9 +134,17 @@ class DevStack:
         if self.frontend is not None:
             frontend, self.frontend = self.frontend, None
             await frontend.stop()
+        if self.projector is not None:
+            projector, self.projector = self.projector, None
+            await projector.stop()
+        while self._stores:
+            await self._stores.pop().close()
         if self.engine is not None:
             engine, self.engine = self.engine, None
             await loop.run_in_executor(None, engine.stop)
+        if self.namespaces is not None:
+            namespaces, self.namespaces = self.namespaces, None
+            await loop.run_in_executor(None, namespaces.stop)
         if self.broker is not None:
             broker, self.broker = self.broker, None
             await loop.run_in_executor(None, broker.stop)

@@ -14,8 +14,13 @@ from kronicle.connectors.frontend._commands import CommandGateway
 from kronicle.connectors.frontend._engine import EngineLike
 from kronicle.connectors.frontend._errors import error_middleware
 from kronicle.connectors.frontend._handlers import Api, FrontendConfig
+from kronicle.connectors.frontend._interactive import Interactive
+from kronicle.connectors.frontend._listing import Listing
+from kronicle.connectors.frontend._namespace_api import NamespaceApi
+from kronicle.connectors.frontend._namespaces import NamespaceInfo, NamespaceRegistry
 from kronicle.connectors.frontend._openapi import openapi_document
 from kronicle.connectors.frontend.schema_registry import add_schema_registry_routes
+from kronicle.connectors.visibility import VisibilityStore
 
 __all__ = ["DEFAULT_PORT", "Frontend", "create_app"]
 
@@ -53,18 +58,29 @@ def _metrics_middleware(registry: CollectorRegistry) -> Middleware:
     return middleware
 
 
-def create_app(engine: EngineLike, config: FrontendConfig | None = None) -> web.Application:
+def create_app(
+    engine: EngineLike,
+    config: FrontendConfig | None = None,
+    *,
+    visibility: VisibilityStore | None = None,
+    namespaces: NamespaceRegistry | None = None,
+) -> web.Application:
     """The frontend's aiohttp application over ``engine``.
 
     On startup it creates its reply topic and starts the command gateway (the
-    producer of commands and the consumer of the engine's answers); on
-    cleanup it stops them and deletes the reply topic.
+    producer of commands and the consumer of the answers) and, unless one is
+    given, a namespace registry; on cleanup it stops what it started and
+    deletes the reply topic.
 
     Args:
         engine: The namespace's engine (``kronicle.engine.service.EngineService``).
         config: Limits and timeouts; defaults when None.
+        visibility: The store that answers list and count; None answers them 501.
+        namespaces: A started namespace registry to share; None: the app runs its own.
     """
     config = config or FrontendConfig()
+    owns_registry = namespaces is None
+    registry = namespaces or NamespaceRegistry(engine.bootstrap_servers)
     gateway = CommandGateway(
         engine.bootstrap_servers,
         engine.topics,
@@ -72,28 +88,39 @@ def create_app(engine: EngineLike, config: FrontendConfig | None = None) -> web.
         engine.registry.decode,
         instance_id=config.instance_id,
     )
-    api = Api(engine, gateway, config)
-    registry = CollectorRegistry()
+    api = Api(engine, gateway, config, is_registered=lambda name: registry.get(name) is not None)
+    interactive = Interactive(api)
+    listing = Listing(api, visibility)
+    namespace_api = NamespaceApi(registry, engine.namespace)
+    metrics_registry = CollectorRegistry()
     # Order matters: metrics see the status the error middleware produced.
     app = web.Application(
-        middlewares=[_metrics_middleware(registry), error_middleware], client_max_size=config.max_body_bytes
+        middlewares=[_metrics_middleware(metrics_registry), error_middleware], client_max_size=config.max_body_bytes
     )
     app[API_KEY] = api
-    app[METRICS_KEY] = registry
+    app[METRICS_KEY] = metrics_registry
 
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, gateway.start, loop)
+        if owns_registry:
+            await loop.run_in_executor(None, registry.start)
+        # The namespace this frontend serves is registered (as it is: its topics exist already).
+        served = NamespaceInfo(engine.namespace, partitions=gateway.partitions, description="created by its engine")
+        await loop.run_in_executor(None, registry.ensure, served)
 
     async def on_cleanup(app: web.Application) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, gateway.stop)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, gateway.stop)
+        if owns_registry:
+            await loop.run_in_executor(None, registry.stop)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
 
     async def metrics(request: web.Request) -> web.Response:
         """GET /metrics."""
-        resp = web.Response(body=generate_latest(registry))
+        resp = web.Response(body=generate_latest(metrics_registry))
         resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return resp
 
@@ -109,9 +136,13 @@ def create_app(engine: EngineLike, config: FrontendConfig | None = None) -> web.
     r.add_get("/metrics", metrics)
     r.add_get("/api/v1/openapi.json", openapi)
     r.add_get("/api/v1/cluster", api.cluster)
+    r.add_get("/api/v1/namespaces", namespace_api.list)
+    r.add_post("/api/v1/namespaces", namespace_api.create)
+    r.add_get(ns, namespace_api.describe)
+    r.add_patch(ns, namespace_api.update)
     r.add_post(ns + "/workflows", api.start)
-    r.add_get(ns + "/workflows", api.unimplemented, name="list")
-    r.add_get(ns + "/workflow-count", api.unimplemented, name="count")
+    r.add_get(ns + "/workflows", listing.list)
+    r.add_get(ns + "/workflow-count", listing.count)
     r.add_get(wf, api.describe)
     r.add_get(wf + "/history", api.history)
     r.add_get(wf + "/result", api.result)
@@ -119,8 +150,9 @@ def create_app(engine: EngineLike, config: FrontendConfig | None = None) -> web.
     r.add_post(wf + "/signal-with-start/{signal_name}", api.signal_with_start)
     r.add_post(wf + "/cancel", api.cancel)
     r.add_post(wf + "/terminate", api.terminate)
-    r.add_post(wf + "/query/{query_name}", api.unimplemented, name="query")
-    r.add_post(wf + "/update/{update_name}", api.unimplemented, name="update")
+    r.add_post(wf + "/query/{query_name}", interactive.query)
+    r.add_post(wf + "/update/{update_name}", interactive.update)
+    r.add_get(wf + "/updates/{update_id}", interactive.poll_update)
     add_schema_registry_routes(app, engine.registry, [engine.namespace])
     return app
 
@@ -135,6 +167,8 @@ class Frontend:
         host: Interface to listen on.
         port: TCP port (default 7333).
         config: Limits and timeouts.
+        visibility: The store that answers list and count (None: they answer 501).
+        namespaces: A started namespace registry to share (None: the frontend runs its own).
     """
 
     def __init__(
@@ -144,8 +178,12 @@ class Frontend:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         config: FrontendConfig | None = None,
+        visibility: VisibilityStore | None = None,
+        namespaces: NamespaceRegistry | None = None,
     ) -> None:
         self._engine = engine
+        self._visibility = visibility
+        self._namespaces = namespaces
         self._host = host
         self._port = port
         self._config = config
@@ -170,7 +208,8 @@ class Frontend:
         if self._runner is not None:
             raise RuntimeError("the frontend is already started; stop() it first")
         # Long polls may be in flight: give them a moment on stop, not aiohttp's default of 60 s.
-        runner = web.AppRunner(create_app(self._engine, self._config), access_log=None, shutdown_timeout=2.0)
+        app = create_app(self._engine, self._config, visibility=self._visibility, namespaces=self._namespaces)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:

@@ -1,10 +1,17 @@
-"""Producing client commands to the commands topic and waiting for the engine's answer.
+"""Producing client commands to the commands topic and waiting for the answers.
 
 Kafka has no request/response, so every command names this frontend's own
 reply topic in ``reply_to``. The engine answers there with a ``CommandResult``
 after it applied the command (committed in its transaction), keyed by workflow
-id. A consumer thread reads the reply topic and resolves the asyncio future of
-the waiting request, matched by (workflow id, request id).
+id; a worker answers a query there with a ``QueryResult``, and the engine
+reports an update's stages there with ``UpdateResult``s. A consumer thread
+reads the reply topic and hands each record to whoever waits for it:
+
+- a ``CommandResult`` to the oldest caller waiting on (workflow id, request id)
+  (for updates and queries the engine puts their update id / query id in
+  ``request_id``, so a rejected one reaches its caller);
+- a ``QueryResult`` to the subscribers of (workflow id, query id);
+- an ``UpdateResult`` to every subscriber of (workflow id, update id).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
@@ -23,12 +30,19 @@ from confluent_kafka.admin import AdminClient
 
 from kronicle.topics import NamespaceTopics, TopicSpec, ensure_topics, partition_counts, partition_for
 
-__all__ = ["CommandGateway", "CommandOutcome"]
+__all__ = ["CommandGateway", "CommandOutcome", "Reply"]
 
 _log = logging.getLogger(__name__)
 
 CommandOutcome = dict[str, Any]
 """A decoded ``kronicle.workflow.CommandResult`` datum."""
+
+Reply = tuple[str, dict[str, Any]]
+"""(schema full name, decoded datum) of a record on the reply topic."""
+
+_RESULT = "kronicle.workflow.CommandResult"
+_KIND_BY_SCHEMA = {"kronicle.workflow.QueryResult": "query", "kronicle.workflow.UpdateResult": "update"}
+_ID_FIELD = {"query": "query_id", "update": "update_id"}
 
 _REPLY_RETENTION_MS = 60 * 60 * 1000
 
@@ -66,7 +80,13 @@ class CommandGateway:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._waiting: dict[tuple[str, str], collections.deque[asyncio.Future[CommandOutcome]]] = {}
+        self._subscribers: dict[tuple[str, str, str], list[asyncio.Queue[Reply]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def partitions(self) -> int:
+        """Partition count of the namespace's commands topic (known after :meth:`start`)."""
+        return self._partitions
 
     @property
     def ready(self) -> bool:
@@ -139,6 +159,7 @@ class CommandGateway:
                     future.result(timeout=15)
         with self._lock:
             self._waiting.clear()
+            self._subscribers.clear()
 
     async def send(
         self, schema: str, workflow_id: str, datum: dict[str, Any], *, request_id: str, timeout: float
@@ -152,38 +173,13 @@ class CommandGateway:
         Raises:
             RuntimeError: the gateway is not running, or the broker refused or did not confirm the record.
         """
-        producer = self._producer
-        if producer is None or self._stopping.is_set():
-            raise RuntimeError("the frontend is not connected to Kafka")
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[CommandOutcome] = loop.create_future()
-        delivered: asyncio.Future[None] = loop.create_future()
         key = (workflow_id, request_id)
         with self._lock:
             self._waiting.setdefault(key, collections.deque()).append(answer)
-        value = self._encode(schema, {**datum, "reply_to": self.reply_topic})
-        kbytes = workflow_id.encode()
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            # Runs on the producer thread; a loop closed meanwhile must not kill that thread.
-            with contextlib.suppress(RuntimeError):
-                if err is not None:
-                    loop.call_soon_threadsafe(self._fail, delivered, RuntimeError(f"Kafka refused the command: {err}"))
-                else:
-                    loop.call_soon_threadsafe(self._resolve, delivered, None)
-
         try:
-            producer.produce(
-                self._topics.commands,
-                key=kbytes,
-                value=value,
-                partition=partition_for(kbytes, self._partitions),
-                on_delivery=on_delivery,
-            )
-            try:
-                await asyncio.wait_for(delivered, timeout=max(timeout, 5.0))
-            except TimeoutError as err:
-                raise RuntimeError(f"Kafka did not confirm the command within {max(timeout, 5.0):.0f} s") from err
+            await self.produce(schema, workflow_id, datum, timeout=timeout)
             try:
                 return await asyncio.wait_for(asyncio.shield(answer), timeout=timeout)
             except TimeoutError:
@@ -195,6 +191,65 @@ class CommandGateway:
                     queue.remove(answer)
                 if queue is not None and not queue:
                     del self._waiting[key]
+
+    async def produce(self, schema: str, workflow_id: str, datum: dict[str, Any], *, timeout: float = 5.0) -> None:
+        """Produce one command with ``reply_to`` set and wait until Kafka has it (not for an answer).
+
+        Raises:
+            RuntimeError: the gateway is not running, or the broker refused or did not confirm the record.
+        """
+        producer = self._producer
+        if producer is None or self._stopping.is_set():
+            raise RuntimeError("the frontend is not connected to Kafka")
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[None] = loop.create_future()
+        value = self._encode(schema, {**datum, "reply_to": self.reply_topic})
+        kbytes = workflow_id.encode()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            # Runs on the producer thread; a loop closed meanwhile must not kill that thread.
+            with contextlib.suppress(RuntimeError):
+                if err is not None:
+                    loop.call_soon_threadsafe(self._fail, delivered, RuntimeError(f"Kafka refused the command: {err}"))
+                else:
+                    loop.call_soon_threadsafe(self._resolve, delivered, None)
+
+        producer.produce(
+            self._topics.commands,
+            key=kbytes,
+            value=value,
+            partition=partition_for(kbytes, self._partitions),
+            on_delivery=on_delivery,
+        )
+        wait = max(timeout, 5.0)
+        try:
+            await asyncio.wait_for(delivered, timeout=wait)
+        except TimeoutError as err:
+            raise RuntimeError(f"Kafka did not confirm the command within {wait:.0f} s") from err
+
+    @contextlib.contextmanager
+    def subscribe(self, kind: str, workflow_id: str, ident: str) -> Iterator[asyncio.Queue[Reply]]:
+        """Receive the replies about one query (``kind="query"``) or update (``"update"``) while in the block.
+
+        The queue gets ``(schema, datum)`` for each ``QueryResult`` / ``UpdateResult``
+        with that id, and a ``CommandResult`` that rejected the command. Subscribe
+        before producing the command, so no reply can slip past.
+        """
+        if kind not in _ID_FIELD:
+            raise ValueError(f"kind must be one of {sorted(_ID_FIELD)}, not {kind!r}")
+        queue: asyncio.Queue[Reply] = asyncio.Queue()
+        key = (kind, workflow_id, ident)
+        with self._lock:
+            self._subscribers.setdefault(key, []).append(queue)
+        try:
+            yield queue
+        finally:
+            with self._lock:
+                queues = self._subscribers.get(key)
+                if queues is not None and queue in queues:
+                    queues.remove(queue)
+                if queues is not None and not queues:
+                    del self._subscribers[key]
 
     @staticmethod
     def _resolve(future: asyncio.Future[Any], value: Any) -> None:
@@ -223,17 +278,33 @@ class CommandGateway:
                 _log.warning("reply topic %s: %s", self.reply_topic, msg.error())
                 continue
             try:
-                _, result = self._decode(msg.value() or b"")
+                schema, result = self._decode(msg.value() or b"")
             except Exception:  # noqa: BLE001 - a bad record on our topic must not stop the replies
                 _log.exception("undecodable record on reply topic %s", self.reply_topic)
                 continue
-            self._dispatch(result)
+            self._dispatch(schema, result)
 
-    def _dispatch(self, result: CommandOutcome) -> None:
-        key = (str(result.get("workflow_id", "")), str(result.get("request_id", "")))
+    def _dispatch(self, schema: str, result: dict[str, Any]) -> None:
+        workflow_id = str(result.get("workflow_id", ""))
+        future: asyncio.Future[CommandOutcome] | None = None
+        queues: list[asyncio.Queue[Reply]] = []
         with self._lock:
-            queue = self._waiting.get(key)
-            future = queue.popleft() if queue else None
-        if future is not None and self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+            if schema == _RESULT:
+                request_id = str(result.get("request_id", ""))
+                waiting = self._waiting.get((workflow_id, request_id))
+                if waiting:
+                    future = waiting.popleft()
+                elif not result.get("ok"):
+                    # A rejected query or update: the engine names it by its own id.
+                    for kind in _ID_FIELD:
+                        queues.extend(self._subscribers.get((kind, workflow_id, request_id), ()))
+            elif schema in _KIND_BY_SCHEMA:
+                kind = _KIND_BY_SCHEMA[schema]
+                queues.extend(self._subscribers.get((kind, workflow_id, str(result.get(_ID_FIELD[kind], ""))), ()))
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+            if future is not None:
                 self._loop.call_soon_threadsafe(self._resolve, future, result)
+            for queue in queues:
+                self._loop.call_soon_threadsafe(queue.put_nowait, (schema, result))

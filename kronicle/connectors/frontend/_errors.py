@@ -16,12 +16,17 @@ _log = logging.getLogger(__name__)
 # Stable codes and their HTTP statuses; clients match on the code, never on the message.
 STATUS_BY_CODE: dict[str, int] = {
     "InvalidArgument": 400,
+    "QueryFailed": 400,
+    "UpdateRejected": 400,
     "NamespaceNotFound": 404,
     "WorkflowNotFound": 404,
+    "UpdateNotFound": 404,
     "NotFound": 404,
     "MethodNotAllowed": 405,
     "WorkflowAlreadyStarted": 409,
     "WorkflowClosed": 409,
+    "NamespaceAlreadyExists": 409,
+    "UpdateAborted": 409,
     "PayloadTooLarge": 413,
     "UnsupportedMediaType": 415,
     "ResourceExhausted": 429,
@@ -29,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "Unimplemented": 501,
     "NotReady": 503,
     "DeadlineExceeded": 504,
+    "QueryTimeout": 504,
 }
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +31,16 @@ from kronicle.connectors.frontend._json import (
 from kronicle.engine.service import NotServingError
 from kronicle.topics import InvalidNameError
 
-__all__ = ["AVRO_HISTORY_CONTENT_TYPE", "Api", "FrontendConfig"]
+__all__ = [
+    "AVRO_HISTORY_CONTENT_TYPE",
+    "Api",
+    "FrontendConfig",
+    "engine_error",
+    "path_id",
+    "query_int",
+    "query_str",
+    "query_wait",
+]
 
 AVRO_HISTORY_CONTENT_TYPE = "application/vnd.kronicle.history+avro"
 """History as Confluent-framed ``kronicle.workflow.HistoryEvent`` records, each after a 4-byte big-endian length."""
@@ -73,15 +83,30 @@ class FrontendConfig:
 class Api:
     """The endpoint handlers over one engine and one command gateway."""
 
-    def __init__(self, engine: EngineLike, gateway: CommandGateway, config: FrontendConfig) -> None:
+    def __init__(
+        self,
+        engine: EngineLike,
+        gateway: CommandGateway,
+        config: FrontendConfig,
+        is_registered: Callable[[str], bool] = lambda name: False,
+    ) -> None:
         self.engine = engine
         self.gateway = gateway
         self.config = config
+        self._is_registered = is_registered
 
     # -- helpers ------------------------------------------------------------------
 
-    def _namespace(self, request: web.Request) -> str:
+    def namespace_of(self, request: web.Request) -> str:
+        """The served namespace named by the path, or 404 NamespaceNotFound."""
         ns = request.match_info["ns"]
+        if ns != self.engine.namespace and self._is_registered(ns):
+            raise ApiError(
+                "NamespaceNotFound",
+                f"namespace {ns!r} is registered, but this frontend serves only {self.engine.namespace!r} (an engine"
+                f" runs one namespace); use a frontend of an engine started for {ns!r}",
+                namespace=ns,
+            )
         if ns != self.engine.namespace:
             raise ApiError(
                 "NamespaceNotFound",
@@ -90,11 +115,11 @@ class Api:
             )
         return ns
 
-    def _ready(self) -> None:
+    def ready(self) -> None:
         if not self.gateway.ready:
             raise ApiError("NotReady", "the frontend is not connected to Kafka yet; retry in a moment")
 
-    def _check_size(self, *groups: Any) -> None:
+    def check_size(self, *groups: Any) -> None:
         total = 0
         for group in groups:
             values = group.values() if isinstance(group, dict) else group
@@ -109,7 +134,7 @@ class Api:
             )
 
     async def _send(self, schema: str, workflow_id: str, datum: dict[str, Any], request_id: str) -> CommandOutcome:
-        self._ready()
+        self.ready()
         # The engine's answer is visible once its transaction commits, a moment before its local
         # store has the change. Listening for the commit notification from before the send, and
         # waiting for it after the answer, makes a describe right after a 2xx see the command.
@@ -135,14 +160,7 @@ class Api:
                 request_id=request_id,
             )
         if not outcome.get("ok"):
-            error_type = str(outcome.get("error_type") or "")
-            code = _ENGINE_ERRORS.get(error_type, "InvalidArgument")
-            details: dict[str, Any] = {"workflow_id": workflow_id}
-            if outcome.get("run_id"):
-                details["run_id"] = outcome["run_id"]
-            if error_type == "WorkflowClosed":
-                details["closed"] = True
-            raise ApiError(code, str(outcome.get("message") or error_type), **details)
+            raise engine_error(outcome, workflow_id)
         return outcome
 
     def _start_fields(self, body: dict[str, Any], workflow_id: str) -> dict[str, Any]:
@@ -182,13 +200,13 @@ class Api:
         # Workers subscribe to the queue's topics; creating them up front saves a start-up race.
         await asyncio.get_running_loop().run_in_executor(None, self.engine.ensure_task_queue, queue)
 
-    def _read_history(self, workflow_id: str, run_id: str, first: int, max_events: int) -> list[dict[str, Any]]:
+    def history_page(self, workflow_id: str, run_id: str, first: int, max_events: int) -> list[dict[str, Any]]:
         try:
             return self.engine.read_history(workflow_id, run_id, first, max_events)
         except NotServingError as err:
             raise _not_serving(err) from err
 
-    def _run(self, workflow_id: str, run_id: str) -> dict[str, Any]:
+    def run_state(self, workflow_id: str, run_id: str) -> dict[str, Any]:
         try:
             run = self.engine.describe(workflow_id, run_id)
         except NotServingError as err:
@@ -208,27 +226,27 @@ class Api:
 
     async def start(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows."""
-        self._namespace(request)
+        self.namespace_of(request)
         body = await read_body(request)
         workflow_id = req_str(body, "workflow_id")
         fields = self._start_fields(body, workflow_id)
-        self._check_size(fields["input"], fields["memo"], fields["search_attributes"])
-        self._ready()
+        self.check_size(fields["input"], fields["memo"], fields["search_attributes"])
+        self.ready()
         await self._ensure_queue(fields["task_queue"])
         outcome = await self._send("kronicle.workflow.StartWorkflow", workflow_id, fields, fields["request_id"])
         return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")}, status=201)
 
     async def signal_with_start(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/signal-with-start/{signal_name}."""
-        self._namespace(request)
+        self.namespace_of(request)
         body = await read_body(request)
-        workflow_id = _path_id(request)
+        workflow_id = path_id(request)
         fields = self._start_fields(body, workflow_id)
-        fields["signal_name"] = _path_id(request, "signal_name")
+        fields["signal_name"] = path_id(request, "signal_name")
         fields["signal_input"] = wire_payload_list(body, "signal_input")
         fields["signal_header"] = {}
-        self._check_size(fields["input"], fields["signal_input"], fields["memo"], fields["search_attributes"])
-        self._ready()
+        self.check_size(fields["input"], fields["signal_input"], fields["memo"], fields["search_attributes"])
+        self.ready()
         await self._ensure_queue(fields["task_queue"])
         outcome = await self._send(
             "kronicle.workflow.SignalWithStartWorkflow", workflow_id, fields, fields["request_id"]
@@ -237,28 +255,28 @@ class Api:
 
     async def signal(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/signal/{signal_name}."""
-        self._namespace(request)
+        self.namespace_of(request)
         body = await read_body(request)
-        workflow_id = _path_id(request)
+        workflow_id = path_id(request)
         request_id = opt_str(body, "request_id") or str(uuid.uuid4())
         fields = {
             "workflow_id": workflow_id,
             "run_id": opt_str(body, "run_id"),
-            "signal_name": _path_id(request, "signal_name"),
+            "signal_name": path_id(request, "signal_name"),
             "input": wire_payload_list(body, "input"),
             "header": wire_payload_map(body, "header"),
             "request_id": request_id,
             "identity": opt_str(body, "identity"),
         }
-        self._check_size(fields["input"])
+        self.check_size(fields["input"])
         outcome = await self._send("kronicle.workflow.SignalWorkflow", workflow_id, fields, request_id)
         return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")})
 
     async def cancel(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/cancel."""
-        self._namespace(request)
+        self.namespace_of(request)
         body = await read_body(request)
-        workflow_id = _path_id(request)
+        workflow_id = path_id(request)
         request_id = opt_str(body, "request_id") or str(uuid.uuid4())
         fields = {
             "workflow_id": workflow_id,
@@ -272,9 +290,9 @@ class Api:
 
     async def terminate(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/terminate."""
-        self._namespace(request)
+        self.namespace_of(request)
         body = await read_body(request)
-        workflow_id = _path_id(request)
+        workflow_id = path_id(request)
         fields = {
             "workflow_id": workflow_id,
             "run_id": opt_str(body, "run_id"),
@@ -282,46 +300,34 @@ class Api:
             "details": wire_payload_list(body, "details"),
             "identity": opt_str(body, "identity"),
         }
-        self._check_size(fields["details"])
+        self.check_size(fields["details"])
         # TerminateWorkflow has no request id: its answer carries "", matched in order per workflow.
         outcome = await self._send("kronicle.workflow.TerminateWorkflow", workflow_id, fields, "")
         return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")})
-
-    async def unimplemented(self, request: web.Request) -> web.Response:
-        """Queries, updates, list and count: built behind the frontend, not routed by it yet."""
-        self._namespace(request)
-        what = request.match_info.route.name or "this operation"
-        reason = {
-            "query": "the engine and worker answer queries, but the frontend does not route them yet",
-            "update": "the engine and worker handle updates, but the frontend does not route them yet",
-            "list": "the visibility store exists, but the frontend does not serve it yet",
-            "count": "the visibility store exists, but the frontend does not serve it yet",
-        }.get(what, "not built yet")
-        raise ApiError("Unimplemented", f"{what} is not supported yet: {reason}", operation=what)
 
     # -- reads --------------------------------------------------------------------
 
     async def describe(self, request: web.Request) -> web.Response:
         """GET /api/v1/namespaces/{ns}/workflows/{workflow_id}."""
-        self._namespace(request)
-        workflow_id = _path_id(request)
-        run = self._run(workflow_id, _query_str(request, "run_id"))
+        self.namespace_of(request)
+        workflow_id = path_id(request)
+        run = self.run_state(workflow_id, query_str(request, "run_id"))
         return web.json_response(describe_json(run))
 
     async def history(self, request: web.Request) -> web.StreamResponse:
         """GET /api/v1/namespaces/{ns}/workflows/{workflow_id}/history."""
-        self._namespace(request)
-        workflow_id = _path_id(request)
-        run_id = _query_str(request, "run_id")
-        first = _query_int(request, "first_event_id", 1, 1, 2**62)
-        max_events = _query_int(request, "max_events", 1000, 1, 10_000)
-        wait = _query_wait(request)
-        run_id = self._run(workflow_id, run_id)["run_id"]
+        self.namespace_of(request)
+        workflow_id = path_id(request)
+        run_id = query_str(request, "run_id")
+        first = query_int(request, "first_event_id", 1, 1, 2**62)
+        max_events = query_int(request, "max_events", 1000, 1, 10_000)
+        wait = query_wait(request)
+        run_id = self.run_state(workflow_id, run_id)["run_id"]
         deadline = time.monotonic() + wait
-        events = self._read_history(workflow_id, run_id, first, max_events)
+        events = self.history_page(workflow_id, run_id, first, max_events)
         while not events and time.monotonic() < deadline:
             await self.engine.wait_for_change(workflow_id, min(1.0, deadline - time.monotonic()))
-            events = self._read_history(workflow_id, run_id, first, max_events)
+            events = self.history_page(workflow_id, run_id, first, max_events)
         next_id = events[-1]["event_id"] + 1 if events else first
         if _wants_avro(request):
             body = bytearray()
@@ -339,23 +345,23 @@ class Api:
 
     async def result(self, request: web.Request) -> web.Response:
         """GET /api/v1/namespaces/{ns}/workflows/{workflow_id}/result."""
-        self._namespace(request)
-        workflow_id = _path_id(request)
-        run_id = _query_str(request, "run_id")
-        wait = _query_wait(request)
+        self.namespace_of(request)
+        workflow_id = path_id(request)
+        run_id = query_str(request, "run_id")
+        wait = query_wait(request)
         deadline = time.monotonic() + wait
-        run = self._run(workflow_id, run_id)
+        run = self.run_state(workflow_id, run_id)
         run_id = run["run_id"]
         while run["status"] == "RUNNING" and time.monotonic() < deadline:
             # Short slices: a change that lands between describe and the wait is seen within a second.
             await self.engine.wait_for_change(workflow_id, min(1.0, deadline - time.monotonic()))
-            run = self._run(workflow_id, run_id)
+            run = self.run_state(workflow_id, run_id)
         out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": run_id, "status": run["status"]}
         if run["status"] == "RUNNING":
             out["closed"] = False
             return web.json_response(out)
         out["closed"] = True
-        last = self._read_history(workflow_id, run_id, run["next_event_id"] - 1, 1)
+        last = self.history_page(workflow_id, run_id, run["next_event_id"] - 1, 1)
         if last:
             out.update(closing_event_json(last[0]))
         return web.json_response(out)
@@ -387,29 +393,41 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         """GET /readyz: connected to Kafka and able to send commands."""
-        self._ready()
+        self.ready()
         return web.json_response({"status": "ready"})
+
+
+def engine_error(outcome: CommandOutcome, workflow_id: str) -> ApiError:
+    """The API error for a ``CommandResult`` in which the engine rejected a command."""
+    error_type = str(outcome.get("error_type") or "")
+    code = _ENGINE_ERRORS.get(error_type, "InvalidArgument")
+    details: dict[str, Any] = {"workflow_id": workflow_id}
+    if outcome.get("run_id"):
+        details["run_id"] = outcome["run_id"]
+    if error_type == "WorkflowClosed":
+        details["closed"] = True
+    return ApiError(code, str(outcome.get("message") or error_type), **details)
 
 
 def _not_serving(err: NotServingError) -> ApiError:
     return ApiError("NotReady", f"{err}; the engine is starting or restoring, retry in a moment")
 
 
-def _path_id(request: web.Request, name: str = "workflow_id") -> str:
+def path_id(request: web.Request, name: str = "workflow_id") -> str:
     value = request.match_info[name]
     if not value or len(value) > 1000:
         raise invalid(name, "must be 1 to 1000 characters")
     return value
 
 
-def _query_str(request: web.Request, name: str) -> str:
+def query_str(request: web.Request, name: str) -> str:
     value = request.query.get(name, "")
     if len(value) > 1000:
         raise invalid(name, "at most 1000 characters")
     return value
 
 
-def _query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:
+def query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -422,7 +440,7 @@ def _query_int(request: web.Request, name: str, default: int, minimum: int, maxi
     return value
 
 
-def _query_wait(request: web.Request) -> float:
+def query_wait(request: web.Request) -> float:
     raw = request.query.get("wait")
     if raw is None or raw == "":
         return 0.0

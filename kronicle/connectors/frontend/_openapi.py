@@ -81,11 +81,16 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "enum": [
                     "InvalidArgument",
+                    "QueryFailed",
+                    "UpdateRejected",
                     "NamespaceNotFound",
                     "WorkflowNotFound",
+                    "UpdateNotFound",
                     "NotFound",
                     "MethodNotAllowed",
                     "WorkflowAlreadyStarted",
+                    "NamespaceAlreadyExists",
+                    "UpdateAborted",
                     "PayloadTooLarge",
                     "UnsupportedMediaType",
                     "ResourceExhausted",
@@ -93,6 +98,7 @@ _SCHEMAS: dict[str, Any] = {
                     "Unimplemented",
                     "NotReady",
                     "DeadlineExceeded",
+                    "QueryTimeout",
                 ],
             },
             "message": {"type": "string"},
@@ -198,6 +204,110 @@ _SCHEMAS: dict[str, Any] = {
             "new_execution_run_id": {"type": "string"},
         },
     },
+    "QueryRequest": {
+        "type": "object",
+        "properties": {
+            "input": {"type": "array", "items": _ref("Payload")},
+            "run_id": {"type": "string"},
+            "header": _OBJ_OF_PAYLOADS,
+            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "description": "0 = 10 s."},
+        },
+    },
+    "QueryResponse": {
+        "type": "object",
+        "properties": {
+            "workflow_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "query_id": {"type": "string"},
+            "result": {"type": "array", "items": _ref("Payload")},
+        },
+    },
+    "UpdateRequest": {
+        "type": "object",
+        "properties": {
+            "update_id": {"type": "string", "description": "Idempotency key; the frontend makes one if absent."},
+            "input": {"type": "array", "items": _ref("Payload")},
+            "run_id": {"type": "string"},
+            "header": _OBJ_OF_PAYLOADS,
+            "identity": {"type": "string"},
+            "wait_for_stage": {"type": "string", "enum": ["ACCEPTED", "COMPLETED"]},
+            "timeout_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "description": "0 = 20 s."},
+        },
+    },
+    "UpdateResponse": {
+        "type": "object",
+        "required": ["workflow_id", "run_id", "update_id", "stage"],
+        "properties": {
+            "workflow_id": {"type": "string"},
+            "run_id": {"type": "string"},
+            "update_id": {"type": "string"},
+            "stage": {"type": "string", "enum": ["ADMITTED", "ACCEPTED", "COMPLETED"]},
+            "result": {"type": "array", "items": _ref("Payload")},
+            "failure": {"type": "object"},
+        },
+    },
+    "ExecutionList": {
+        "type": "object",
+        "properties": {
+            "executions": {"type": "array", "items": {"type": "object"}},
+            "next_page_token": {"type": "string", "description": "Empty on the last page."},
+        },
+    },
+    "ExecutionCount": {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "group_values": {"type": "array", "items": {"type": "string"}},
+                        "count": {"type": "integer"},
+                    },
+                },
+            },
+        },
+    },
+    "Namespace": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "owner_email": {"type": "string"},
+            "retention_ms": {"type": "integer"},
+            "state": {"type": "string", "enum": ["REGISTERED", "DEPRECATED"]},
+            "partitions": {"type": "integer"},
+            "created_time_ms": {"type": "integer"},
+            "updated_time_ms": {"type": "integer"},
+            "data": {"type": "object", "additionalProperties": {"type": "string"}},
+            "served_here": {"type": "boolean"},
+        },
+    },
+    "CreateNamespaceRequest": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": "^[a-zA-Z0-9._-]+$"},
+            "description": {"type": "string"},
+            "owner_email": {"type": "string"},
+            "retention_ms": {"type": "integer", "minimum": 0, "description": "0 or absent = 7 days; else >= 60000."},
+            "state": {"type": "string", "enum": ["REGISTERED", "DEPRECATED"]},
+            "partitions": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "data": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "UpdateNamespaceRequest": {
+        "type": "object",
+        "properties": {
+            "description": {"type": "string"},
+            "owner_email": {"type": "string"},
+            "retention_ms": {"type": "integer", "minimum": 60000},
+            "state": {"type": "string", "enum": ["REGISTERED", "DEPRECATED"]},
+            "data": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        "additionalProperties": False,
+    },
     "Cluster": {
         "type": "object",
         "properties": {
@@ -243,16 +353,53 @@ _PATHS: dict[str, Any] = {
         },
         "get": {
             "operationId": "listWorkflows",
-            "summary": "Not supported yet (needs visibility).",
-            "responses": _errors(404, 501),
+            "summary": "One page of the executions matching a List Filter (from the visibility store).",
+            "parameters": [
+                _query(
+                    "query", {"type": "string"}, "List Filter, e.g. WorkflowType = 'X' AND ExecutionStatus = 'Running'."
+                ),
+                _query("page_size", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (100)."),
+                _query("next_page_token", {"type": "string"}, "From the previous page of the same query."),
+            ],
+            "responses": {"200": _json(_ref("ExecutionList"), "a page"), **_errors(400, 404, 501, 503)},
         },
     },
     "/api/v1/namespaces/{ns}/workflow-count": {
         "parameters": [_NS],
         "get": {
             "operationId": "countWorkflows",
-            "summary": "Not supported yet (needs visibility).",
-            "responses": _errors(404, 501),
+            "summary": "How many executions match a List Filter; a trailing GROUP BY ExecutionStatus adds groups.",
+            "parameters": [_query("query", {"type": "string"}, "List Filter [GROUP BY ExecutionStatus].")],
+            "responses": {"200": _json(_ref("ExecutionCount"), "the count"), **_errors(400, 404, 501, 503)},
+        },
+    },
+    "/api/v1/namespaces": {
+        "get": {
+            "operationId": "listNamespaces",
+            "responses": {
+                "200": _json(
+                    {"type": "object", "properties": {"namespaces": {"type": "array", "items": _ref("Namespace")}}},
+                    "every registered namespace",
+                )
+            },
+        },
+        "post": {
+            "operationId": "createNamespace",
+            "summary": "Register a namespace and create its topics.",
+            "requestBody": _body("CreateNamespaceRequest"),
+            "responses": {"201": _json(_ref("Namespace"), "created"), **_errors(400, 409, 503)},
+        },
+    },
+    "/api/v1/namespaces/{ns}": {
+        "parameters": [_NS],
+        "get": {
+            "operationId": "describeNamespace",
+            "responses": {"200": _json(_ref("Namespace"), "the namespace"), **_errors(404)},
+        },
+        "patch": {
+            "operationId": "updateNamespace",
+            "requestBody": _body("UpdateNamespaceRequest"),
+            "responses": {"200": _json(_ref("Namespace"), "updated"), **_errors(400, 404, 503)},
         },
     },
     _WF_PATH: {
@@ -320,11 +467,39 @@ _PATHS: dict[str, Any] = {
     },
     _WF_PATH + "/query/{query_name}": {
         "parameters": [_NS, _WF, _path_param("query_name", "Query name.")],
-        "post": {"operationId": "queryWorkflow", "summary": "Not supported yet.", "responses": _errors(404, 501)},
+        "post": {
+            "operationId": "queryWorkflow",
+            "summary": "Ask the workflow's worker a query (running or closed runs); 400 QueryFailed, 504 QueryTimeout.",
+            "requestBody": _body("QueryRequest", required=False),
+            "responses": {"200": _json(_ref("QueryResponse"), "the answer"), **_errors(400, 404, 413, 503, 504)},
+        },
     },
     _WF_PATH + "/update/{update_name}": {
         "parameters": [_NS, _WF, _path_param("update_name", "Update name.")],
-        "post": {"operationId": "updateWorkflow", "summary": "Not supported yet.", "responses": _errors(404, 501)},
+        "post": {
+            "operationId": "updateWorkflow",
+            "summary": "Send an update and wait for wait_for_stage; a lower stage in the answer means: poll.",
+            "requestBody": _body("UpdateRequest", required=False),
+            "responses": {
+                "200": _json(_ref("UpdateResponse"), "the stage reached (and the outcome once COMPLETED)"),
+                **_errors(400, 404, 409, 413, 429, 503),
+            },
+        },
+    },
+    _WF_PATH + "/updates/{update_id}": {
+        "parameters": [_NS, _WF, _path_param("update_id", "Update id.")],
+        "get": {
+            "operationId": "pollWorkflowUpdate",
+            "summary": "An update's stage and outcome; long-polls up to `wait` seconds for wait_for_stage.",
+            "parameters": [
+                _RUN,
+                _WAIT,
+                _query(
+                    "wait_for_stage", {"type": "string", "enum": ["ADMITTED", "ACCEPTED", "COMPLETED"]}, "(COMPLETED)"
+                ),
+            ],
+            "responses": {"200": _json(_ref("UpdateResponse"), "the stage reached"), **_errors(400, 404)},
+        },
     },
 }
 
@@ -337,7 +512,8 @@ def openapi_document() -> dict[str, Any]:
             "info": {
                 "title": "Kronicle frontend",
                 "version": "1",
-                "description": "Start, signal, cancel, terminate, describe workflows and read their history."
+                "description": "Start, signal, query, update, cancel, terminate, describe, list and count workflows,"
+                " read their history, and manage namespaces."
                 " Errors are {code, message, details}; see docs/http-api.md.",
             },
             "paths": {**_PATHS, **schema_registry_openapi_paths()},

@@ -216,12 +216,14 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
             }
             key = origin["workflow_id"].encode()
             tx.emit(tx.cfg.topics.commands, "kronicle.workflow.ExternalCommandResult", result, key=key)
-        reply_to = command.value.get("reply_to")
+        v = command.value
+        reply_to = v.get("reply_to")
         if reply_to:
             value = {
                 "workflow_id": tx.workflow_id,
                 "run_id": run_id,
-                "request_id": command.value.get("request_id") or "",
+                # Updates and queries have no request id; their own id lets the caller match a rejection.
+                "request_id": v.get("request_id") or v.get("update_id") or v.get("query_id") or "",
                 "ok": ok,
                 **fields,
             }

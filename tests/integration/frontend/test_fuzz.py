@@ -59,7 +59,7 @@ def value(rng: random.Random, depth: int = 0) -> Any:
     return {rng.choice(_FIELDS + _STRINGS): value(rng, depth + 1) for _ in range(rng.randrange(4))}
 
 
-def body(rng: random.Random) -> bytes:
+def body(rng: random.Random, url_path: str) -> bytes:
     roll = rng.random()
     if roll < 0.1:
         return bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
@@ -68,6 +68,10 @@ def body(rng: random.Random) -> bytes:
     obj = {name: value(rng) for name in rng.sample(_FIELDS, rng.randrange(len(_FIELDS)))}
     if rng.random() < 0.5:  # often a nearly valid start, so deeper checks run too
         obj.update(workflow_id=f"fz-{rng.randrange(10**6)}", workflow_type="Fuzz", task_queue="fuzz")
+    if "/query/" in url_path or "/update/" in url_path:
+        obj["timeout_ms"] = 200  # nobody answers fuzz workflows: do not wait the default 10-20 s
+    if url_path.endswith("/namespaces"):
+        obj["name"] = rng.choice(["", "a b", "x" * 300, 5, None])  # no new namespaces (and topics) from fuzzing
     return json.dumps(obj).encode()
 
 
@@ -77,13 +81,16 @@ def path(rng: random.Random, engine: EngineService) -> tuple[str, str]:
     ]
     registry = [t for t in templates if not t[1].startswith("/api/")]
     api = [t for t in templates if t[1].startswith("/api/")]
-    # Mostly the workflow API (so starts succeed too), sometimes the schema registry.
-    method, template = rng.choice(registry if rng.random() < 0.25 else api)
+    # Starts are weighted up, so the fuzz also reaches the success paths behind a valid start;
+    # otherwise mostly the workflow API, sometimes the schema registry.
+    start = ("post", "/api/v1/namespaces/{ns}/workflows")
+    roll = rng.random()
+    method, template = start if roll < 0.15 else rng.choice(registry if roll < 0.35 else api)
     segment = quote(rng.choice(["wf", "é", "a b", "%00", "x" * 1500, "fz-1", "1", "-1", "latest"]), safe="")
     filled = template.replace("{ns}", rng.choice([engine.namespace, engine.namespace, "nope"]))
     subject = rng.choice(["kronicle.workflow.StartWorkflow", f"kronicle.{engine.namespace}.commands-value", segment])
     filled = filled.replace("{subject}", quote(subject, safe=""))
-    for name in ("workflow_id", "signal_name", "query_name", "update_name", "id", "version"):
+    for name in ("workflow_id", "signal_name", "query_name", "update_name", "update_id", "id", "version"):
         filled = filled.replace("{" + name + "}", segment)
     return method.upper(), filled
 
@@ -105,7 +112,7 @@ async def test_no_request_makes_the_frontend_fail(frontend: Frontend, engine: En
             }
             if "wait" in params:
                 params["wait"] = "0.05"  # keep long polls short
-            data = body(rng) if method in ("POST", "PUT") else None
+            data = body(rng, url_path) if method in ("POST", "PUT", "PATCH") else None
             async with session.request(method, frontend.url + url_path, data=data, params=params) as resp:
                 text = await resp.text()
                 SEEN[resp.status] = SEEN.get(resp.status, 0) + 1

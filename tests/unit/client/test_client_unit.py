@@ -9,7 +9,16 @@ import pytest
 
 import kronicle.client
 from kronicle import workflow
-from kronicle.client import FrontendError, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHistory
+from kronicle.client import (
+    FrontendError,
+    WorkflowExecution,
+    WorkflowExecutionCount,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from kronicle.client._client import _handler_name, _ms, _workflow_name
 from kronicle.client._http import _base_url, _error
 from kronicle.exceptions import RPCError, RPCStatusCode
@@ -21,10 +30,18 @@ def test_exported_names_are_locked() -> None:
         "FrontendError",
         "PendingActivityInfo",
         "WorkflowContinuedAsNewError",
+        "WorkflowExecution",
+        "WorkflowExecutionAsyncIterator",
+        "WorkflowExecutionCount",
+        "WorkflowExecutionCountAggregationGroup",
         "WorkflowExecutionDescription",
         "WorkflowExecutionStatus",
         "WorkflowHandle",
         "WorkflowHistory",
+        "WorkflowQueryFailedError",
+        "WorkflowUpdateFailedError",
+        "WorkflowUpdateHandle",
+        "WorkflowUpdateStage",
     ]
     assert kronicle.client.__all__ == sorted(kronicle.client.__all__)
     for name in kronicle.client.__all__:
@@ -84,6 +101,13 @@ def test_targets_become_urls() -> None:
         (413, "PayloadTooLarge", RPCStatusCode.RESOURCE_EXHAUSTED),
         (501, "Unimplemented", RPCStatusCode.UNIMPLEMENTED),
         (503, "NotReady", RPCStatusCode.UNAVAILABLE),
+        (400, "QueryFailed", RPCStatusCode.INVALID_ARGUMENT),
+        (504, "QueryTimeout", RPCStatusCode.DEADLINE_EXCEEDED),
+        (400, "UpdateRejected", RPCStatusCode.INVALID_ARGUMENT),
+        (404, "UpdateNotFound", RPCStatusCode.NOT_FOUND),
+        (409, "UpdateAborted", RPCStatusCode.ABORTED),
+        (409, "NamespaceAlreadyExists", RPCStatusCode.ALREADY_EXISTS),
+        (404, "NamespaceNotFound", RPCStatusCode.NOT_FOUND),
     ],
 )
 def test_frontend_errors_become_rpc_errors(http: int, code: str, status: RPCStatusCode) -> None:
@@ -124,3 +148,43 @@ def test_description_from_the_frontend_answer() -> None:
     assert d.start_time is not None and d.start_time.year == 2023 and d.close_time is None
     assert d.memo["k"].data == b"1" and d.memo["k"].encoding == "json/plain"
     assert d.pending_activities[0].attempt == 3 and d.pending_activities[0].state == "BACKOFF"
+
+
+def test_an_execution_from_the_list_answer() -> None:
+    e = WorkflowExecution.from_json(
+        {
+            "workflow_id": "wf",
+            "run_id": "r",
+            "workflow_type": "Order",
+            "task_queue": "q",
+            "status": "ContinuedAsNew",
+            "start_time": "2024-05-01T12:00:00.250Z",
+            "execution_time": "2024-05-01T12:00:00.250Z",
+            "close_time": None,
+            "execution_duration_ms": None,
+            "history_length": 9,
+            "first_run_id": "r0",
+            "memo": {"k": {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": "Mg=="}},
+            "search_attributes": {"CustomerId": "c-1"},
+        }
+    )
+    assert e.id == "wf" and e.status is WorkflowExecutionStatus.CONTINUED_AS_NEW and e.first_run_id == "r0"
+    assert e.start_time is not None and e.start_time.microsecond == 250_000 and e.start_time.tzinfo is not None
+    assert e.close_time is None and e.memo["k"].data == b"2" and e.search_attributes == {"CustomerId": "c-1"}
+    assert WorkflowExecution.from_json({"workflow_id": "w", "run_id": "r", "status": "RUNNING"}).status is (
+        WorkflowExecutionStatus.RUNNING
+    )
+
+
+def test_a_count_with_groups() -> None:
+    count = WorkflowExecutionCount.from_json(
+        {"count": 5, "groups": [{"group_values": ["Running"], "count": 2}, {"group_values": ["Failed"], "count": 3}]}
+    )
+    assert count.count == 5 and [(g.group_values, g.count) for g in count.groups] == [(["Running"], 2), (["Failed"], 3)]
+    assert WorkflowExecutionCount.from_json({"count": 0, "groups": []}).groups == []
+
+
+def test_update_stages_are_ordered_and_update_errors_keep_their_cause() -> None:
+    assert WorkflowUpdateStage.ADMITTED < WorkflowUpdateStage.ACCEPTED < WorkflowUpdateStage.COMPLETED
+    cause = ValueError("no")
+    assert WorkflowUpdateFailedError(cause).cause is cause

@@ -138,7 +138,7 @@ def test_update_limit_and_closed_workflow() -> None:
     assert b.records("replies")[-1][1] == {
         "workflow_id": "wf",
         "run_id": "",
-        "request_id": "",
+        "request_id": "u3",
         "ok": False,
         "error_type": "WorkflowClosed",
         "message": b.records("replies")[-1][1]["message"],
