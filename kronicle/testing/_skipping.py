@@ -37,8 +37,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -57,6 +57,7 @@ _HOUSEKEEPING_TIMERS = frozenset({"dedup", "retention"})
 """Timer kinds no workflow can observe: they fire when time passes them, but never pull time forward."""
 _TIMER_SCAN_LIMIT = 10_000
 _BARRIER_SCHEMA = "kronicle.workflow.ExternalCommandResult"
+_BUSY_POLL_S = 0.01
 
 
 def _wall_ms() -> int:
@@ -159,35 +160,43 @@ class TimeSkipper:
         idle = 0.0
         while self._auto_holders > 0:
             try:
-                skipped = await self.skip_once(None, None)
+                outcome = await self.step(None, None, lambda: self._auto_holders > 0)
             except Exception:  # the skipper must never take the test's result() down with it
                 log.exception("time skipping check failed; retrying")
-                skipped = False
-            # Busy checks are cheap (an in-process read); idle ones cost a barrier round, so back off.
-            idle = 0.0 if skipped else min(0.2, idle * 2 or 0.01)
-            await asyncio.sleep(idle)
+                outcome = "idle"
+            # A busy check is a cheap in-process read: poll fast so a jump follows the work closely.
+            # An idle one (nothing to jump to) cost a barrier round: back off.
+            delays = {"skipped": 0.0, "busy": _BUSY_POLL_S, "idle": min(0.2, idle * 2 or 0.01)}
+            idle = delays["idle"] if outcome == "idle" else 0.0
+            await asyncio.sleep(delays[outcome])
 
     # -- one step --------------------------------------------------------------------------
 
-    async def skip_once(self, target_ms: int | None, exclude: ActivityRef | None) -> bool:
+    async def step(
+        self, target_ms: int | None, exclude: ActivityRef | None, wanted: Callable[[], bool] = lambda: True
+    ) -> Literal["skipped", "busy", "idle"]:
         """If nothing is runnable, jump to the next observable timer (at most ``target_ms``).
 
+        ``wanted`` is asked again just before the jump (a check takes a few tens of
+        milliseconds; the result the caller waited for may have arrived meanwhile).
+
         Returns:
-            Whether the clock moved.
+            ``"skipped"`` (the clock moved), ``"busy"`` (something is runnable) or
+            ``"idle"`` (nothing is runnable, and there is nothing to jump to).
         """
         async with self._lock:
             verdict = await self.check(exclude)
             if verdict.busy is not None:
-                return False
+                return "busy"
             dest = verdict.next_due_ms
             if target_ms is not None:
                 dest = target_ms if dest is None else min(dest, target_ms)
-            if dest is None or self._clock.advance_to(dest) == 0:
-                return False
+            if dest is None or not wanted() or self._clock.advance_to(dest) == 0:
+                return "idle"
             self.skips += 1
             # The processor may be in a poll of up to idle_poll_ms: a record wakes it to fire the timer now.
             await self._produce_barriers(self._next_keys(), wait=False)
-            return True
+            return "skipped"
 
     async def check(self, exclude: ActivityRef | None = None) -> _Verdict:
         """Whether anything is runnable (``busy`` says what), and the next observable timer."""

@@ -317,12 +317,12 @@ class WorkflowEnvironment:
             exclude = ActivityRef(info.workflow_run_id, info.activity_id, info.attempt)
         target = self._clock.now_ms() + int(seconds * 1000)
         while self._clock.now_ms() < target:
-            skipped = await self._skipper.skip_once(target, exclude)
+            outcome = await self._skipper.step(target, exclude)
             if self._clock.now_ms() >= target:
                 return
             # Time passes at wall speed meanwhile, so this loop ends within ``duration`` of real time.
             remaining = (target - self._clock.now_ms()) / 1000
-            await asyncio.sleep(0 if skipped else min(_POLL_BUSY_S, max(remaining, 0)))
+            await asyncio.sleep(0 if outcome == "skipped" else min(_POLL_BUSY_S, max(remaining, 0)))
 
     async def get_current_time(self) -> datetime:
         """The environment's current time (what the engine stamps on events and timers)."""
