@@ -8,7 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka import Producer
 
+from kronicle.schemas import default_registry
 from kronicle.testing import WorkflowEnvironment
 from kronicle.worker import Worker
 from tests.integration.testing import workflows as w
@@ -59,3 +61,23 @@ async def test_the_skipper_sees_a_waiting_workflow_as_idle_and_an_outstanding_ta
             assert (await env.get_current_time()) - before >= timedelta(days=3)
             await handle.signal(w.WaitForSignal.finish)
             assert await handle.result() == "signalled"
+
+
+async def test_a_command_not_yet_applied_counts_as_runnable(kafka_bootstrap: str) -> None:
+    """A start produced straight to Kafka is invisible in the state until applied; the barrier sees it."""
+    async with await WorkflowEnvironment.start_time_skipping(kafka=kafka_bootstrap) as env:
+        skipper = env.time_skipper
+        assert skipper is not None
+        datum = {
+            "workflow_id": "straight-to-kafka",
+            "workflow_type": "WaitForSignal",
+            "task_queue": f"q-{uuid.uuid4().hex[:8]}",
+            "request_id": uuid.uuid4().hex,
+            "input": [],
+        }
+        producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+        value = default_registry().encode("kronicle.workflow.StartWorkflow", datum)
+        producer.produce(f"kronicle.{env.client.namespace}.commands", value, datum["workflow_id"].encode())
+        assert producer.flush(10) == 0
+        verdict = await skipper.check()  # nobody answers the task, so it stays busy from here on
+        assert verdict.busy is not None and "workflow task" in verdict.busy, verdict

@@ -42,7 +42,7 @@ async def test_a_workflow_sleeping_30_days_completes_in_well_under_a_second_of_w
         wall = time.monotonic() - started
     assert slept >= 30 * 86400  # workflow.now() moved by the whole sleep
     assert (await env.get_current_time()) - before >= timedelta(days=30)
-    assert wall < 5.0, f"took {wall:.2f}s of wall time"
+    assert wall < 10.0, f"took {wall:.2f}s of wall time"
 
 
 async def test_an_activity_start_to_close_timeout_fires_under_skipped_time(env: WorkflowEnvironment) -> None:
@@ -53,8 +53,7 @@ async def test_an_activity_start_to_close_timeout_fires_under_skipped_time(env: 
         started = time.monotonic()
         outcome = await env.client.execute_workflow(w.ActivityTimeout.run, 2.0, id=new_id("act"), task_queue=queue)
         wall = time.monotonic() - started
-    assert outcome.startswith("TimeoutError"), outcome
-    assert "START_TO_CLOSE" in outcome or "start" in outcome.lower(), outcome
+    assert outcome == "TimeoutError: START_TO_CLOSE"
     assert wall < 10.0, f"took {wall:.2f}s of wall time"
 
 
@@ -62,8 +61,11 @@ async def test_the_clock_waits_for_a_running_activity_before_skipping(env: Workf
     queue = new_id("q")
     async with Worker(env.client, task_queue=queue, workflows=[w.ActivityThenSleep], activities=[w.quick]):
         result = await env.client.execute_workflow(w.ActivityThenSleep.run, id=new_id("ats"), task_queue=queue)
-    # The 1 h start-to-close... here 30 s: had time skipped during the activity, it would have timed out.
-    assert result == ["quick", str(86400)]
+    # Had time skipped while the half-second activity ran, its 30 s start-to-close timeout (one
+    # attempt) would have fired and failed the workflow.
+    assert result[0] == "quick"
+    # The timer starts when the engine applies the command, a little after the workflow read the time.
+    assert 86400 <= float(result[1]) < 86400 + 60
 
 
 async def test_a_workflow_execution_timeout_fires_under_skipped_time(env: WorkflowEnvironment) -> None:

@@ -71,7 +71,7 @@ async def outlive_start_to_close(hours: float) -> str:
 
 @activity.defn
 async def quick() -> str:
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # long enough that a skip during it would time it out
     return "quick"
 
 
@@ -89,7 +89,8 @@ class ActivityTimeout:
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError as err:
-            return f"{type(err.cause).__name__}: {err.cause}"
+            timeout_type = getattr(err.cause, "type", None)
+            return f"{type(err.cause).__name__}: {getattr(timeout_type, 'name', timeout_type)}"
 
 
 @workflow.defn
@@ -98,7 +99,9 @@ class ActivityThenSleep:
 
     @workflow.run
     async def run(self) -> list[str]:
-        first = await workflow.execute_activity(quick, start_to_close_timeout=timedelta(seconds=30))
+        first = await workflow.execute_activity(
+            quick, start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=1)
+        )
         start = workflow.now()
         await workflow.sleep(timedelta(days=1))
-        return [first, str(round((workflow.now() - start).total_seconds()))]
+        return [first, str((workflow.now() - start).total_seconds())]
