@@ -142,6 +142,7 @@ class TimeSkipper:
         if self._auto_task is not None:
             self._auto_task.cancel()
         self._producer.flush(5)
+        self._producer.close()  # else librdkafka keeps reconnecting until garbage collection
         self._watermarks.close()
 
     # -- automatic skipping (while a result is awaited) ------------------------------------
