@@ -31,7 +31,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def test_a_workflow_sleeping_30_days_completes_in_well_under_a_second_of_wall_time(
+async def test_a_workflow_sleeping_30_days_completes_in_seconds_of_wall_time(
     env: WorkflowEnvironment,
 ) -> None:
     queue = new_id("q")
@@ -55,6 +55,15 @@ async def test_an_activity_start_to_close_timeout_fires_under_skipped_time(env: 
         wall = time.monotonic() - started
     assert outcome == "TimeoutError: START_TO_CLOSE"
     assert wall < 10.0, f"took {wall:.2f}s of wall time"
+
+
+async def test_a_heartbeat_timeout_fires_under_skipped_time(env: WorkflowEnvironment) -> None:
+    queue = new_id("q")
+    async with Worker(
+        env.client, task_queue=queue, workflows=[w.HeartbeatTimeout], activities=[w.heartbeat_then_stall]
+    ):
+        outcome = await env.client.execute_workflow(w.HeartbeatTimeout.run, 1.0, id=new_id("hb"), task_queue=queue)
+    assert outcome == "TimeoutError: HEARTBEAT"
 
 
 async def test_the_clock_waits_for_a_running_activity_before_skipping(env: WorkflowEnvironment) -> None:

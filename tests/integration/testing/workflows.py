@@ -105,3 +105,30 @@ class ActivityThenSleep:
         start = workflow.now()
         await workflow.sleep(timedelta(days=1))
         return [first, str((workflow.now() - start).total_seconds())]
+
+
+@activity.defn
+async def heartbeat_then_stall(hours: float) -> str:
+    activity.heartbeat("started")
+    env = SKIPPING_ENV[0]
+    await env.sleep(timedelta(hours=hours))  # type: ignore[attr-defined]
+    return "finished late"
+
+
+@workflow.defn
+class HeartbeatTimeout:
+    """An activity that stops heartbeating for longer than its 10-minute heartbeat timeout."""
+
+    @workflow.run
+    async def run(self, hours: float) -> str:
+        try:
+            return await workflow.execute_activity(
+                heartbeat_then_stall,
+                hours,
+                start_to_close_timeout=timedelta(days=1),
+                heartbeat_timeout=timedelta(minutes=10),
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError as err:
+            timeout_type = getattr(err.cause, "type", None)
+            return f"{type(err.cause).__name__}: {getattr(timeout_type, 'name', timeout_type)}"
