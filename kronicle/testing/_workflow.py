@@ -25,12 +25,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kronicle import activity
 from kronicle.client import Client, WorkflowHandle
 from kronicle.converter import DataConverter
 from kronicle.testing._skipping import ActivityRef, SkippingClock, TimeSkipper
+
+if TYPE_CHECKING:
+    from kronicle.connectors.frontend import Frontend
+    from kronicle.connectors.local_kafka import LocalBroker
+    from kronicle.engine.service import EngineService
 
 __all__ = ["WorkflowEnvironment"]
 
@@ -43,9 +48,9 @@ class _Stack:
     """Broker (optional), engine and frontend of one environment; stops what it started."""
 
     def __init__(self) -> None:
-        self.broker: Any = None
-        self.engine: Any = None
-        self.frontend: Any = None
+        self.broker: LocalBroker | None = None
+        self.engine: EngineService | None = None
+        self.frontend: Frontend | None = None
         self.data_dir: Path | None = None
 
     async def start(
@@ -59,6 +64,7 @@ class _Stack:
         port: int,
         clock: SkippingClock | None,
     ) -> None:
+        # Imported here: the engine and the frontend are only needed once an environment starts.
         from kronicle.connectors.frontend import Frontend
         from kronicle.connectors.local_kafka import LocalBroker
         from kronicle.engine.service import EngineService
@@ -250,6 +256,7 @@ class WorkflowEnvironment:
             clock=clock,
         )
         skipper: TimeSkipper | None = None
+        assert stack.frontend is not None and stack.engine is not None
         try:
             client = await Client.connect(stack.frontend.url, namespace=namespace, data_converter=data_converter)
             if clock is not None:
