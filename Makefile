@@ -22,13 +22,14 @@ kafka: setup
 	$(PY) -m kronicle kafka fetch
 
 lint: setup
-	$(PY) -m ruff check kronicle tests bench
-	$(PY) -m ruff format --check kronicle tests bench
+	$(PY) -m ruff check kronicle tests bench samples
+	$(PY) -m ruff format --check kronicle tests bench samples
 	$(PY) -m mypy
+	$(PY) -m mypy samples
 
 format: setup
-	$(PY) -m ruff format kronicle tests bench
-	$(PY) -m ruff check --fix kronicle tests bench
+	$(PY) -m ruff format kronicle tests bench samples
+	$(PY) -m ruff check --fix kronicle tests bench samples
 
 test: setup kafka lint
 	$(PY) -m pytest $(PYTEST_ARGS)

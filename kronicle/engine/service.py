@@ -23,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ class EngineService:
         options: Workflow engine tunables.
         replication_factor: For topics this service creates (-1: broker default).
         processor_options: Extra :class:`ProcessorConfig` fields (e.g. ``max_batch_ms``).
+        clock: The engine's clock in ms since the epoch (default: the wall clock); every
+            timer and timeout runs off it (``kronicle.testing`` skips time with it).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class EngineService:
         options: WorkflowOptions | None = None,
         replication_factor: int = -1,
         registry: SchemaRegistry | None = None,
+        clock: Callable[[], int] | None = None,
         **processor_options: Any,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -95,6 +99,7 @@ class EngineService:
             self.registry,
             topic_guard=self._topic_guard,
             on_commit=self._notify,
+            **({"clock": clock} if clock is not None else {}),
         )
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
