@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["RssSampler", "load_average", "machine_info", "slope_mb_per_min", "versions"]
+__all__ = ["RssSampler", "cpu_seconds", "load_average", "machine_info", "slope_mb_per_min", "versions"]
 
 
 def _cpu_model() -> str:
@@ -35,6 +35,24 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "os": f"{platform.system()} {platform.release()}",
     }
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process, plus this process (``bench_process``).
+
+    Unlike wall-clock rates, CPU time per workflow barely moves when other work shares the machine.
+    """
+    out: dict[str, float] = {}
+    for name, pid in {**pids, "bench_process": os.getpid()}.items():
+        total = 0.0
+        try:
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+        out[name] = total
+    return out
 
 
 def load_average() -> list[float]:

@@ -5,8 +5,9 @@ Usage::
     python -m bench.compare [--quick] [--out bench/results/latest.json] [--engines kronicle,temporal]
 
 Phases, each run with Kronicle and Temporal alternating (K, T, K, T, ...) and a
-fresh server for every engine run, so machine drift and leftover state affect
-neither side more than the other:
+fresh server for every engine run (``--quick`` keeps one Kafka broker for all of
+Kronicle's runs, each with a fresh engine process and namespace), so machine
+drift and leftover state affect neither side more than the other:
 
 1. ``light``: sequential start-to-result latency of a one-activity workflow
    (p50/p90/p99 over ``--seq`` workflows after a warm-up), a sequential
@@ -42,7 +43,7 @@ from typing import Any
 
 from bench import _workloads as workloads
 from bench._adapters import KronicleAdapter, TemporalAdapter, temporal_available
-from bench._machine import RssSampler, load_average, machine_info, versions
+from bench._machine import RssSampler, cpu_seconds, load_average, machine_info, versions
 
 __all__ = ["Plan", "main", "run"]
 
@@ -61,9 +62,9 @@ class Plan:
     signal_workflows: int = 5
     sweep: tuple[int, ...] = (10, 50, 200)
     """Concurrency levels of the saturation sweep."""
-    sweep_workflows: tuple[int, ...] = (2000, 3000, 5000)
+    sweep_workflows: tuple[int, ...] = (1500, 2500, 5000)
     """Workflows per level (Temporal's run is capped by ``max_level_s``)."""
-    max_level_s: float = 240.0
+    max_level_s: float = 200.0
     """A level stops taking new workflows after this long (a slow engine still gets a figure)."""
     rounds: int = 2
     """Alternating K/T rounds of the light phase."""
@@ -71,20 +72,29 @@ class Plan:
     raw_records: int = 50_000
     slots: int = 200
     """Worker concurrency (workflow tasks and activities) on both engines."""
+    shared_broker: bool = False
+    """One broker for all of Kronicle's runs (a fresh engine process and namespace per run) instead of a
+    fresh broker per run: saves the broker's start (25-40 s on a loaded 2-core machine) per run."""
+    partitions: int = 1
+    """Kronicle's namespace partitions. One engine process applies every partition on one thread,
+    so on one machine more partitions add broker work (more transaction markers, fetches) and no
+    parallelism: 4 partitions cost the broker 7.3 ms CPU per workflow, 1 partition 4.2 ms. The
+    Temporal dev server likewise runs a single history shard."""
 
     @staticmethod
     def quick() -> Plan:
         return Plan(
             seq=200,
-            warmup=30,
+            warmup=20,
             ten=5,
             signal_workflows=1,
             sweep=(20, 100),
             sweep_workflows=(600, 1500),
-            max_level_s=25.0,
+            max_level_s=20.0,
             rounds=1,
             memory_s=30.0,
-            raw_records=20_000,
+            raw_records=10_000,
+            shared_broker=True,
         )
 
     @staticmethod
@@ -108,7 +118,7 @@ def _adapters(engines: list[str], plan: Plan, kafka: str | None) -> list[Any]:
     made: list[Any] = []
     for name in engines:
         if name == "kronicle":
-            made.append(KronicleAdapter(slots=plan.slots, kafka=kafka))
+            made.append(KronicleAdapter(slots=plan.slots, partitions=plan.partitions, kafka=kafka))
         elif name == "temporal":
             made.append(TemporalAdapter(slots=plan.slots))
         else:
@@ -154,16 +164,26 @@ async def _saturation(adapter: Any, plan: Plan) -> dict[str, Any]:
         await workloads.sequential_latency(adapter, 0, warmup=plan.warmup)
         for concurrency, total in zip(plan.sweep, plan.sweep_workflows, strict=True):
             load = load_average()
+            cpu = cpu_seconds(adapter.server_pids())
             level = await workloads.saturation(adapter, total, concurrency, max_seconds=plan.max_level_s)
             level["load_before"] = load
+            level["cpu_ms_per_wf"] = _cpu_per_workflow(cpu, cpu_seconds(adapter.server_pids()), level["completed"])
             levels.append(level)
             _log(
                 f"{adapter.name}: concurrency {concurrency}: {level['throughput_wf_per_s']} wf/s"
-                f" ({level['completed']} in {level['seconds']} s), p50 {level.get('p50_ms')} ms"
+                f" ({level['completed']} in {level['seconds']} s), p50 {level.get('p50_ms')} ms,"
+                f" CPU ms/wf {level['cpu_ms_per_wf']}"
             )
     finally:
         rss = sampler.stop()
     return {"levels": levels, "rss": rss}
+
+
+def _cpu_per_workflow(before: dict[str, float], after: dict[str, float], completed: int) -> dict[str, float]:
+    """CPU milliseconds per completed workflow, per process (the bench process runs the worker and the client)."""
+    out = {name: round((after[name] - before[name]) * 1000 / max(1, completed), 2) for name in after if name in before}
+    out["total"] = round(sum(out.values()), 2)
+    return out
 
 
 async def _memory(adapter: Any, plan: Plan) -> dict[str, Any]:
@@ -232,6 +252,12 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
         skip_raw: Leave out the raw Kafka ceiling.
         kafka: Run Kronicle on this broker (a fresh namespace per run) instead of a fresh broker per run.
     """
+    if plan.shared_broker and kafka is None and "kronicle" in engines:
+        from kronicle.connectors.local_kafka import LocalBroker
+
+        with LocalBroker() as broker:
+            _log(f"one broker for every Kronicle run: {broker.bootstrap_servers}")
+            return await run(plan, engines, skip_raw=skip_raw, kafka=broker.bootstrap_servers)
     result: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "plan": dataclasses.asdict(plan),
@@ -251,7 +277,9 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
     memory: dict[str, Any] | None = None
     if "kronicle" in engines and plan.memory_s > 0:
         _log(f"memory run, {plan.memory_s:.0f} s: kronicle")
-        memory = await _session(KronicleAdapter(slots=plan.slots, kafka=kafka), lambda a: _memory(a, plan))
+        memory = await _session(
+            KronicleAdapter(slots=plan.slots, partitions=plan.partitions, kafka=kafka), lambda a: _memory(a, plan)
+        )
     for name in engines:
         merged = _merge_light(light[name])
         levels = saturation[name]["levels"]

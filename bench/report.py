@@ -38,6 +38,13 @@ def _load(values: list[float] | None) -> str:
     return "/".join(f"{v:.1f}" for v in values) if values else "-"
 
 
+def _cpu(cpu: dict[str, float] | None) -> str:
+    if not cpu:
+        return "-"
+    parts = [f"{name} {ms:.1f}" for name, ms in cpu.items() if name != "total"]
+    return f"**{cpu['total']:.1f}** ({', '.join(parts)})"
+
+
 def tables(result: dict[str, Any]) -> str:
     """The markdown tables for one results document."""
     engines = [e for e in ENGINES if e in result]
@@ -68,6 +75,12 @@ def tables(result: dict[str, Any]) -> str:
 
     row("**throughput, completed wf/s (best level)**", lambda r: r["throughput_wf_per_s"])
     row("  at concurrency", lambda r: r["throughput_concurrency"])
+    row(
+        "  CPU ms per workflow, all processes",
+        lambda r: next(lv for lv in r["sweep"] if lv["concurrency"] == r["throughput_concurrency"])["cpu_ms_per_wf"][
+            "total"
+        ],
+    )
     row("**sequential one-activity workflow p50 ms**", lambda r: r["seq_p50_ms"])
     row("  p90 ms", lambda r: r["seq_p90_ms"])
     row("  p99 ms", lambda r: r["seq_p99_ms"])
@@ -86,14 +99,16 @@ def tables(result: dict[str, Any]) -> str:
         ]
     out += ["", "Saturation sweep (closed loop: *concurrency* callers, each starting the next workflow when its "
             "last one returned; latency is start to result):", "",
-            "| engine | concurrency | workflows | seconds | wf/s | p50 ms | p90 ms | p99 ms | errors | load before |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+            "| engine | concurrency | workflows | seconds | wf/s | p50 ms | p90 ms | p99 ms | errors | CPU ms/wf"
+            " | load before |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
     for e in engines:
         for lv in result[e]["sweep"]:
             out.append(
                 f"| {e} | {lv['concurrency']} | {_fmt(lv['completed'])} | {_fmt(lv['seconds'])} | "
                 f"{_fmt(lv['throughput_wf_per_s'])} | {_fmt(lv.get('p50_ms'))} | {_fmt(lv.get('p90_ms'))} | "
-                f"{_fmt(lv.get('p99_ms'))} | {lv['errors']} | {_load(lv.get('load_before'))} |"
+                f"{_fmt(lv.get('p99_ms'))} | {lv['errors']} | {_cpu(lv.get('cpu_ms_per_wf'))} | "
+                f"{_load(lv.get('load_before'))} |"
             )
     out += ["", "Sequential latency per round (the engines alternate, a fresh server each):", "",
             "| engine | round | p50 ms | p90 ms | p99 ms | load before | load after |",
@@ -126,10 +141,12 @@ def tables(result: dict[str, Any]) -> str:
     if raw:
         out += [
             "",
-            f"Raw Kafka ceiling (fresh broker, transactional consume → produce 2 records → commit, batches of up to "
+            f"Raw Kafka ceiling (transactional consume → produce 2 records → commit, batches of up to "
             f"1,000, {raw['record_bytes']}-byte records): **{_fmt(raw['records_per_s'])} records/s**; the engine "
             f"shell with the counter handler on the same broker: {_fmt(raw['counter_engine_commands_per_s'])} "
-            f"commands/s (load {_load(raw['load_before'])}).",
+            f"commands/s (load {_load(raw['load_before'])}). A one-activity workflow is 4 commands on Kronicle "
+            f"(start, two workflow-task completions, one activity completion), so the raw ceiling is about "
+            f"{_fmt(raw['records_per_s'] / 4)} workflows/s.",
         ]
     targets = result.get("targets") or {}
     if targets:
