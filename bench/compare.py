@@ -64,7 +64,7 @@ class Plan:
     """Concurrency levels of the saturation sweep."""
     sweep_workflows: tuple[int, ...] = (1500, 2500, 5000)
     """Workflows per level (Temporal's run is capped by ``max_level_s``)."""
-    max_level_s: float = 200.0
+    max_level_s: float = 150.0
     """A level stops taking new workflows after this long (a slow engine still gets a figure)."""
     rounds: int = 2
     """Alternating K/T rounds of the light phase."""
