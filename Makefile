@@ -46,7 +46,7 @@ chaos: setup kafka
 	KRONICLE_CHAOS_SCALE=long KRONICLE_CHAOS_REPORT=$(CHAOS_REPORT) $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 # Kronicle against the Temporal dev server on this machine (docs/benchmarks.md). The full run takes
-# about 30 minutes and rewrites bench/results/latest.json and the doc; QUICK=1 takes under 5 minutes
+# 20-25 minutes and rewrites bench/results/latest.json and the doc; QUICK=1 takes under 5 minutes
 # and writes bench/results/quick.json only.
 QUICK ?=
 bench: setup kafka
