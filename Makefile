@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Kronicle needs Python 3.11+"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
 kafka: setup
@@ -46,6 +46,19 @@ integration: setup kafka
 CHAOS_REPORT ?= chaos-report.txt
 chaos: setup kafka
 	KRONICLE_CHAOS_SCALE=long KRONICLE_CHAOS_REPORT=$(CHAOS_REPORT) $(PY) -m pytest tests/chaos tests/integration/workflow/test_long_history.py -s $(PYTEST_ARGS)
+
+# Kronicle against the Temporal dev server on this machine (docs/benchmarks.md). The full run takes
+# 20-25 minutes and rewrites bench/results/latest.json and the doc; QUICK=1 takes under 5 minutes
+# and writes bench/results/quick.json only.
+QUICK ?=
+bench: setup kafka
+ifeq ($(QUICK),)
+	$(PY) -m bench.compare --out bench/results/latest.json
+	$(PY) -m bench.report --results bench/results/latest.json
+else
+	$(PY) -m bench.compare --quick --out bench/results/quick.json
+	$(PY) -m bench.report --results bench/results/quick.json --stdout
+endif
 
 dev: setup kafka
 	$(PY) -m kronicle server start-dev --demo
