@@ -84,8 +84,7 @@ def path(rng: random.Random, engine: EngineService) -> tuple[str, str]:
     # Starts are weighted up, so the fuzz also reaches the success paths behind a valid start;
     # otherwise mostly the workflow API, sometimes the schema registry.
     start = ("post", "/api/v1/namespaces/{ns}/workflows")
-    roll = rng.random()
-    method, template = start if roll < 0.15 else rng.choice(registry if roll < 0.35 else api)
+    method, template = start if rng.random() < 0.15 else rng.choice(registry if rng.random() < 0.25 else api)
     segment = quote(rng.choice(["wf", "é", "a b", "%00", "x" * 1500, "fz-1", "1", "-1", "latest"]), safe="")
     filled = template.replace("{ns}", rng.choice([engine.namespace, engine.namespace, "nope"]))
     subject = rng.choice(["kronicle.workflow.StartWorkflow", f"kronicle.{engine.namespace}.commands-value", segment])
