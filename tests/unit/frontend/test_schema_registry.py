@@ -81,7 +81,11 @@ async def test_record_name_subjects_have_the_manifest_versions(url: str) -> None
     subjects = await stock(url, "get_subjects")
     assert set(REGISTRY.subjects()) <= set(subjects)
     latest = await stock(url, "get_latest_version", START)
-    assert (latest.schema_id, latest.version, latest.subject) == (REGISTRY.schema_id(START), REGISTRY.versions(START)[-1], START)
+    assert (latest.schema_id, latest.version, latest.subject) == (
+        REGISTRY.schema_id(START),
+        REGISTRY.versions(START)[-1],
+        START,
+    )
     assert await stock(url, "get_versions", START) == REGISTRY.versions(START)
     assert await stock(url, "get_compatibility", START) == "BACKWARD"
 
@@ -102,7 +106,10 @@ async def test_topic_subjects_of_the_namespace(url: str) -> None:
 async def test_an_id_lists_every_subject_version_that_holds_it(url: str) -> None:
     start_id = REGISTRY.schema_id(START)
     pairs = await stock(url, "get_schema_versions", start_id)
-    assert {(p.subject, p.version) for p in pairs} == {(START, REGISTRY.versions(START)[-1]), (COMMANDS, ids_of_commands().index(start_id) + 1)}
+    assert {(p.subject, p.version) for p in pairs} == {
+        (START, REGISTRY.versions(START)[-1]),
+        (COMMANDS, ids_of_commands().index(start_id) + 1),
+    }
     assert await stock(url, "get_subjects_by_schema_id", start_id) == sorted([START, COMMANDS])
 
 
