@@ -14,7 +14,8 @@ from kronicle._wire import payload_from_bytes, payload_to_bytes
 from kronicle.connectors.frontend import Frontend, openapi_document
 from kronicle.converter import Payload
 from kronicle.engine.service import EngineService
-from tests.integration.frontend.conftest import complete_command, complete_task, new_id, wait_event
+from tests.integration.conftest import new_id
+from tests.integration.frontend.conftest import complete_command, complete_task, wait_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -12,7 +12,8 @@ from kronicle._wire import payload_from_bytes
 from kronicle.cli import app
 from kronicle.connectors.frontend import Frontend
 from kronicle.engine.service import EngineService
-from tests.integration.frontend.conftest import complete_command, complete_task, new_id, wait_event
+from tests.integration.conftest import new_id
+from tests.integration.frontend.conftest import complete_command, complete_task, wait_event
 from tests.integration.frontend.test_client import result_bytes
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -29,7 +29,8 @@ from kronicle.exceptions import (
     WorkflowAlreadyStartedError,
     WorkflowFailureError,
 )
-from tests.integration.frontend.conftest import complete_command, complete_task, new_id, wait_event
+from tests.integration.conftest import new_id
+from tests.integration.frontend.conftest import complete_command, complete_task, wait_event
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

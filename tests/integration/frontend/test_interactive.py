@@ -24,7 +24,7 @@ from kronicle.connectors.frontend import Frontend
 from kronicle.engine.service import EngineService
 from kronicle.exceptions import ApplicationError, RPCError, RPCStatusCode
 from kronicle.worker import Worker
-from tests.integration.frontend.conftest import new_id
+from tests.integration.conftest import new_id
 from tests.integration.frontend.test_api import assert_error, call, wf
 from tests.integration.frontend.test_cli import cli
 

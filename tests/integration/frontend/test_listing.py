@@ -18,7 +18,8 @@ from kronicle.connectors.frontend import Frontend
 from kronicle.connectors.visibility import ProjectorConfig, VisibilityProjector, VisibilityStore
 from kronicle.engine.service import EngineService
 from kronicle.exceptions import RPCError, RPCStatusCode
-from tests.integration.frontend.conftest import complete_command, complete_task, new_id
+from tests.integration.conftest import new_id
+from tests.integration.frontend.conftest import complete_command, complete_task
 from tests.integration.frontend.test_api import assert_error, call
 from tests.integration.frontend.test_client import result_bytes
 

@@ -27,7 +27,7 @@ from kronicle.connectors.frontend import Frontend
 from kronicle.engine.batch import DLQ_HEADER_ERROR_TYPE, DLQ_HEADER_REASON
 from kronicle.engine.service import EngineService
 from kronicle.worker import Worker
-from tests.integration.ingress.conftest import new_id
+from tests.integration.conftest import new_id
 from tests.kafka_helpers import consumer
 from tests.unit.worker.workflows import Approval, Greeting, compose
 

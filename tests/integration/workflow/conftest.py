@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from kronicle.client import Client
-from kronicle.connectors.frontend import Frontend
 from kronicle.engine.service import EngineService
 from kronicle.engine.workflow import WorkflowOptions
 
@@ -20,37 +15,13 @@ PAYLOAD_LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def engine(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineService]:
-    service = EngineService(
-        kafka_bootstrap,
-        f"sem{uuid.uuid4().hex[:8]}",
-        state_dir=tmp_path_factory.mktemp("engine"),
-        partitions=2,
-        options=WorkflowOptions(max_payload_bytes=PAYLOAD_LIMIT),
-    )
-    service.start()
-    yield service
-    service.stop()
-    assert service.failure is None
+def engine_namespace_prefix() -> str:
+    return "sem"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def frontend(engine: EngineService) -> AsyncIterator[Frontend]:
-    server = Frontend(engine, port=0)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(frontend: Frontend, engine: EngineService) -> AsyncIterator[Client]:
-    c = await Client.connect(frontend.url, namespace=engine.namespace)
-    yield c
-    await c.close()
-
-
-def new_id(prefix: str = "wf") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+@pytest.fixture(scope="module")
+def engine_options() -> WorkflowOptions:
+    return WorkflowOptions(max_payload_bytes=PAYLOAD_LIMIT)
 
 
 async def wait_until(engine: EngineService, workflow_id: str, done: Any, timeout: float = 30) -> dict[str, Any]:

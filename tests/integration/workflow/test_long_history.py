@@ -17,7 +17,8 @@ from kronicle import workflow
 from kronicle.client import Client
 from kronicle.engine.service import EngineService
 from kronicle.worker import Worker
-from tests.integration.workflow.conftest import assert_history_invariants, new_id, wait_until
+from tests.integration.conftest import new_id
+from tests.integration.workflow.conftest import assert_history_invariants, wait_until
 
 LONG = os.environ.get("KRONICLE_CHAOS_SCALE") == "long"
 TASKS = 100 if LONG else 10

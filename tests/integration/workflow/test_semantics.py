@@ -15,7 +15,8 @@ from kronicle.engine.service import EngineService
 from kronicle.exceptions import ActivityError
 from kronicle.worker import Worker
 from kronicle.worker._history import attrs
-from tests.integration.workflow.conftest import PAYLOAD_LIMIT, assert_history_invariants, new_id, wait_until
+from tests.integration.conftest import new_id
+from tests.integration.workflow.conftest import PAYLOAD_LIMIT, assert_history_invariants, wait_until
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.asyncio(loop_scope="module")]
 
