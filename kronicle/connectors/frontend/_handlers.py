@@ -27,6 +27,7 @@ from kronicle.connectors.frontend._json import (
     wire_failure_json,
     wire_payload_list,
     wire_payload_map,
+    wire_retry_policy,
 )
 from kronicle.engine.service import NotServingError
 from kronicle.topics import InvalidNameError
@@ -189,6 +190,7 @@ class Api:
             "task_timeout_ms": opt_int(body, "task_timeout_ms"),
             "start_delay_ms": opt_int(body, "start_delay_ms"),
             "cron_schedule": opt_str(body, "cron_schedule"),
+            "retry_policy": wire_retry_policy(body, "retry_policy"),
             "memo": wire_payload_map(body, "memo"),
             "search_attributes": wire_payload_map(body, "search_attributes"),
             "header": wire_payload_map(body, "header"),
@@ -511,6 +513,9 @@ def closing_event_json(event: dict[str, Any]) -> dict[str, Any]:
     etype = event["event_type"]
     attrs = event.get(_CLOSING_ATTRS.get(etype, "")) or {}
     out: dict[str, Any] = {"close_event_type": etype, "close_event_id": event["event_id"]}
+    if attrs.get("new_execution_run_id"):
+        # Continue-as-new, a cron schedule's next run or a retry: the chain goes on in that run.
+        out["new_execution_run_id"] = attrs["new_execution_run_id"]
     if etype == "WorkflowExecutionCompleted":
         out["result"] = payloads_json(attrs.get("result"))
     elif etype == "WorkflowExecutionFailed":
@@ -524,5 +529,5 @@ def closing_event_json(event: dict[str, Any]) -> dict[str, Any]:
         out["reason"] = attrs.get("reason", "")
         out["details"] = payloads_json(attrs.get("details"))
     elif etype == "WorkflowExecutionContinuedAsNew":
-        out["new_execution_run_id"] = attrs.get("new_execution_run_id", "")
+        out.setdefault("new_execution_run_id", "")
     return out
