@@ -98,9 +98,15 @@ async def _run(args: argparse.Namespace) -> None:
         results = []
         for rnd in range(args.rounds):
             for name, tree in variants:
+                # ``python -m`` puts the working directory first on the path: the server must start in the tree.
                 os.environ["PYTHONPATH"] = str(Path(tree).resolve())
+                here = os.getcwd()
+                os.chdir(tree)
                 adapter = KronicleAdapter(slots=200, partitions=1, kafka=broker.bootstrap_servers)
-                await adapter.start()
+                try:
+                    await adapter.start()
+                finally:
+                    os.chdir(here)
                 try:
                     pids = adapter.server_pids()
                     pids["kafka_broker"] = broker_pid(broker)

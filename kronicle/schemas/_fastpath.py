@@ -101,6 +101,8 @@ class _Optional:
     name: str
     schema: dict[str, Any]
     """The parsed X of the ``["null", X]`` field."""
+    defaults: dict[str, Any]
+    """X's field defaults: fastavro writes a field left out about three times slower than a present one."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,7 +114,7 @@ class SparseWriter:
     """Names of the optional record fields."""
 
     def write(self, buf: io.BytesIO, datum: dict[str, Any]) -> str:
-        """Append the Avro body of ``datum`` (defaults already filled in) to ``buf``.
+        """Append the Avro body of ``datum`` to ``buf`` (a left-out optional field is null).
 
         Returns the names of the optional fields that were set (the shape the registry checks once).
         """
@@ -124,6 +126,8 @@ class SparseWriter:
                     buf.write(b"\x00")
                 else:
                     buf.write(b"\x02")
+                    if seg.defaults and type(value) is dict and len(value) < len(seg.defaults):
+                        value = {**seg.defaults, **value}
                     schemaless_writer(buf, seg.schema, value)
                     shape += seg.name + ","
             else:
@@ -147,7 +151,8 @@ def sparse_writer(parsed: Any) -> SparseWriter | None:
         if run:
             segments.append(_Run(_subrecord(parsed, run, f"run{len(segments)}")))
             run = []
-        segments.append(_Optional(field["name"], branch))
+        defaults = {f["name"]: f["default"] for f in branch["fields"] if "default" in f}
+        segments.append(_Optional(field["name"], branch, defaults))
         optional.add(field["name"])
     if run:
         segments.append(_Run(_subrecord(parsed, run, f"run{len(segments)}")))

@@ -213,6 +213,11 @@ class SchemaRegistry:
         writer = self._writers.get(name)
         if writer is None:
             raise self._unknown_subject(name)
+        if writer.sparse is not None and type(datum) is dict and name not in self._plain:
+            # Fills in the defaults of the one set attribute record itself; the nulls need none.
+            data = self._encode_sparse(writer, writer.sparse, datum)
+            if data is not None:
+                return data
         if writer.defaults and type(datum) is dict:
             filled = {**writer.defaults, **datum}
             for field, value in datum.items():
@@ -220,10 +225,6 @@ class SchemaRegistry:
                 if inner is not None and type(value) is dict:
                     filled[field] = {**inner, **value}
             datum = filled
-        if writer.sparse is not None and type(datum) is dict and name not in self._plain:
-            data = self._encode_sparse(writer, writer.sparse, datum)
-            if data is not None:
-                return data
         return _encode_plain(writer, datum)
 
     def _encode_sparse(self, writer: _Writer, sparse: SparseWriter, datum: dict[str, Any]) -> bytes | None:

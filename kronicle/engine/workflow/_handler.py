@@ -137,6 +137,17 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
             _NS + "QueryWorkflow": self._on_query_workflow,
         }
 
+    def take_closed(self) -> set[bytes]:
+        """Keys (workflow ids) of the runs closed since the last call; the first call starts the tracking.
+
+        Called after each commit (on the processor thread) so that only callers waiting
+        for a result are woken when a workflow closes. A key from a batch that was then
+        aborted may be reported too: a waiter reads the state again, so it only wakes early.
+        """
+        closed = self._cfg.closed
+        self._cfg.closed = set()
+        return closed or set()
+
     # -- Handler protocol ------------------------------------------------------------
 
     def handle(self, ctx: Context, command: CommandRecord) -> None:

@@ -11,7 +11,6 @@ fails the workflow task instead.
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from kronicle.engine.workflow._state import (
     CF_RUNS,
     WorkflowTopics,
     attributes_field,
+    copy_state,
     dumps,
     event_key,
     loads,
@@ -93,6 +93,8 @@ class Config:
     stats: collections.Counter[str]
     encode_with_items: EncodeWithItems | None = None
     """Builds a workflow task from the stored event bytes; without it events are decoded and encoded again."""
+    closed: set[bytes] | None = None
+    """Workflow ids (keys) whose run closed, when someone collects them (``WorkflowHandler.take_closed``)."""
 
 
 class Tx:
@@ -151,7 +153,7 @@ class Tx:
     def savepoint(self) -> tuple[Any, ...]:
         """A point to :meth:`rollback` to."""
         return (
-            copy.deepcopy(self.runs),
+            copy_state(self.runs),
             {k: len(v) for k, v in self.events.items()},
             len(self.ops),
             self._current,
@@ -400,6 +402,8 @@ class Tx:
         self.flush_buffer(run)
         self.add_event(run, event_type, attrs)
         run["status"] = status
+        if self.cfg.closed is not None:
+            self.cfg.closed.add(self.key)
         run["close_time"] = self.now
         run["wft"] = None
         run["wft_backoff"] = False
