@@ -70,8 +70,10 @@ async def _level(adapter: KronicleAdapter, args: argparse.Namespace, label: str)
         cmd += ["-p", str(adapter.server_pids()["engine"]), "-o", str(profile_out), "--format", "raw"]
         spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     before = cpu_seconds(adapter.server_pids())
+    threads_before = _thread_cpu(adapter.server_pids()["engine"])
     level = await workloads.saturation(adapter, args.workflows, args.callers)
     after = cpu_seconds(adapter.server_pids())
+    threads_after = _thread_cpu(adapter.server_pids()["engine"])
     if spy is not None:
         spy.wait(60)
         if profile_out.exists():
@@ -79,6 +81,12 @@ async def _level(adapter: KronicleAdapter, args: argparse.Namespace, label: str)
             print(summarise_profile(profile_out, args.top))
     done = max(1, level["completed"])
     cpu = {k: round((after[k] - before[k]) * 1000 / done, 2) for k in after if k in before}
+    per_thread = {
+        tid: (name, (t - threads_before.get(tid, (name, 0.0))[1]) * 1000 / done)
+        for tid, (name, t) in threads_after.items()
+    }
+    top = sorted(per_thread.items(), key=lambda kv: -kv[1][1])[:8]
+    print(f"{label} engine threads, CPU ms/wf: " + ", ".join(f"{tid} {name} {ms:.2f}" for tid, (name, ms) in top))
     return {
         "label": label,
         "wf_per_s": level["throughput_wf_per_s"],
@@ -120,6 +128,21 @@ async def _run(args: argparse.Namespace) -> None:
                     f" p50 {res['p50_ms']} ms) CPU ms/wf {res['cpu_ms_per_wf']} load {res['load']}",
                     flush=True,
                 )
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of ``pid`` by OS thread id, with its name (``comm``)."""
+    out: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 def broker_pid(broker: Any) -> int:

@@ -242,7 +242,9 @@ class EngineService:
         with self._waiters_lock:
             self._waiters[key].append(entry)
         try:
-            await asyncio.wait_for(entry.event.wait(), timeout)
+            # asyncio.timeout, not wait_for: no extra task per wait (a long poll waits several times).
+            async with asyncio.timeout(timeout):
+                await entry.event.wait()
             return True
         except TimeoutError:
             return False
