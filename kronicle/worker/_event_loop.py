@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import weakref
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVarTuple
@@ -40,6 +41,13 @@ class DeterministicEventLoop(WorkflowRuntime, abc.ABC):
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_seq: dict[int, int] = {}  # id(handle) -> seq; TimerHandle's __eq__ compares values
         self._callback_error: BaseException | None = None
+        # This loop's tasks: asyncio.all_tasks(loop) walks every task of the process (hundreds in
+        # a busy worker) to find them, which made disposing a run cost more than running it.
+        self._own_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Remember a task created on this loop (``create_task`` does it; other Task constructions must)."""
+        self._own_tasks.add(task)
 
     @abc.abstractmethod
     def _add_command(self, command: act.Command) -> None:
@@ -118,7 +126,9 @@ class DeterministicEventLoop(WorkflowRuntime, abc.ABC):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._own_tasks.add(task)
+        return task
 
     def get_debug(self) -> bool:
         return False
