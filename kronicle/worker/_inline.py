@@ -11,8 +11,9 @@ So each workflow type earns its place on the loop: its first live activations
 run on the workflow threads as before, timed there; once ``probation`` of them
 took under ``cpu_budget`` of CPU each, the type's live activations run inline
 (still timed, still under the deadlock detector, which interrupts whichever thread
-runs the code). An inline activation over ``wall_limit`` (blocked, or interrupted
-by the deadlock detector) sends the type back to the threads for good, and so do
+runs the code). An inline activation that held the loop past ``wall_limit`` by
+its own doing (it waited in the kernel, or computed; not when the machine's load
+merely pre-empted it) sends the type back to the threads for good, and so do
 ``strikes`` activations over the CPU budget or the wall limit; one strike is forgiven per
 ``forgive_after`` cheap activations, because a lone slow one is usually not the
 workflow's doing (the first activation of a type imports and warms up). An
@@ -26,12 +27,22 @@ row.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 __all__ = ["InlinePolicy"]
+
+if sys.platform != "win32":
+    import resource
+
+    _RUSAGE_THREAD: int | None = getattr(resource, "RUSAGE_THREAD", None)
+else:  # pragma: no cover
+    _RUSAGE_THREAD = None
+_CALLS = itertools.count()
 
 _log = logging.getLogger("kronicle.worker")
 
@@ -82,15 +93,16 @@ class InlinePolicy:
         """Call ``fn(arg)`` on this thread and record how long it took."""
         collections = _older_collections()
         wall = time.perf_counter()
-        cpu = time.thread_time()
+        cpu, waits = _thread_usage()
         try:
             return fn(arg)
         finally:
-            cpu = time.thread_time() - cpu
+            cpu_after, waits_after = _thread_usage()
             wall = time.perf_counter() - wall
-            self._observe(cpu, wall, self._cpu_budget if _older_collections() == collections else self._gc_budget)
+            budget = self._cpu_budget if _older_collections() == collections else self._gc_budget
+            self._observe(cpu_after - cpu, wall, budget, blocked=waits_after > waits)
 
-    def _observe(self, cpu: float, wall: float, budget: float) -> None:
+    def _observe(self, cpu: float, wall: float, budget: float, *, blocked: bool) -> None:
         # Called from the workflow threads and the loop; the races are on counters that only
         # decide where the next activation runs, never what it does.
         if wall <= self._wall_limit and cpu <= budget:
@@ -98,11 +110,13 @@ class InlinePolicy:
             if self._strikes and self._cheap % self._forgive_after == 0:
                 self._strikes -= 1
             return
-        # Blocking on the loop stalls the whole worker: once inline, one such activation is enough.
-        # On the threads the wall clock also counts waits for the GIL, so there it is a strike.
-        blocked_loop = wall > self._wall_limit and self.inline
+        # An inline activation that held the loop past the wall limit because of its own doing
+        # (it waited in the kernel, or computed) stalled the whole worker: one is enough. Pre-empted
+        # by the machine's load (neither), or on the threads (the wall clock there includes GIL
+        # waits), it is a strike.
+        stalled_loop = self.inline and wall > self._wall_limit and (blocked or cpu > budget)
         self._strikes += 1
-        if self.offloaded or (not blocked_loop and self._strikes < self._max_strikes):
+        if self.offloaded or (not stalled_loop and self._strikes < self._max_strikes):
             return
         self.offloaded = True
         _log.debug(
@@ -118,3 +132,12 @@ class InlinePolicy:
 def _older_collections() -> int:
     stats = gc.get_stats()
     return int(stats[1]["collections"]) + int(stats[2]["collections"])
+
+
+def _thread_usage() -> tuple[float, int]:
+    """CPU seconds and voluntary context switches of the calling thread so far."""
+    if _RUSAGE_THREAD is None:
+        # Not Linux: no switch count; a counter that always moves makes every long activation count as blocked.
+        return time.thread_time(), next(_CALLS)
+    usage = resource.getrusage(_RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime, usage.ru_nvcsw
