@@ -12,6 +12,8 @@ from kronicle.exceptions import RPCError, RPCStatusCode
 
 __all__ = ["FrontendError", "Transport"]
 
+_MAX_CONNECTIONS = 1000
+
 _STATUS_BY_CODE = {
     "InvalidArgument": RPCStatusCode.INVALID_ARGUMENT,
     "QueryFailed": RPCStatusCode.INVALID_ARGUMENT,
@@ -75,7 +77,12 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # One keep-alive connection per concurrent call: result() long polls hold theirs for as long as
+            # the workflow runs, so aiohttp's default cap of 100 made other calls queue behind them.
+            connector = aiohttp.TCPConnector(limit=_MAX_CONNECTIONS)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
         return self._session
 
     async def close(self) -> None:

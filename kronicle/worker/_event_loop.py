@@ -15,7 +15,6 @@ import asyncio
 import collections
 import contextvars
 import logging
-import weakref
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVarTuple
@@ -43,11 +42,16 @@ class DeterministicEventLoop(WorkflowRuntime, abc.ABC):
         self._callback_error: BaseException | None = None
         # This loop's tasks: asyncio.all_tasks(loop) walks every task of the process (hundreds in
         # a busy worker) to find them, which made disposing a run cost more than running it.
-        self._own_tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._own_tasks: list[asyncio.Task[Any]] = []
+        self._prune_at = 64
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         """Remember a task created on this loop (``create_task`` does it; other Task constructions must)."""
-        self._own_tasks.add(task)
+        self._own_tasks.append(task)
+        if len(self._own_tasks) >= self._prune_at:
+            # Finished tasks are dropped now and then, so a long run's list stays as small as its live tasks.
+            self._own_tasks = [t for t in self._own_tasks if not t.done()]
+            self._prune_at = 2 * len(self._own_tasks) + 64
 
     @abc.abstractmethod
     def _add_command(self, command: act.Command) -> None:
@@ -127,7 +131,7 @@ class DeterministicEventLoop(WorkflowRuntime, abc.ABC):
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
         task = asyncio.Task(coro, loop=self, name=name, context=context)
-        self._own_tasks.add(task)
+        self._track(task)
         return task
 
     def get_debug(self) -> bool:

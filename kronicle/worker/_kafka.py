@@ -220,6 +220,10 @@ class CommandProducer:
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",  # the Java client's placement, which the engine's topics use
                 "linger.ms": 2,
+                # Only failures need a report: a Python call per delivered record (in the poll thread,
+                # taking the GIL from the loop) was the producer's largest cost.
+                "on_delivery": self._on_delivery,
+                "delivery.report.only.error": True,
             }
         )
         self._stop = threading.Event()
@@ -241,7 +245,7 @@ class CommandProducer:
         """Enqueue one record (never blocks for long: a full queue waits for deliveries)."""
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                self._producer.produce(topic, key=key, value=value)
                 return
             except BufferError:
                 self._producer.poll(0.05)
