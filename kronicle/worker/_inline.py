@@ -14,7 +14,7 @@ took under ``cpu_budget`` of CPU each, the type's live activations run inline
 runs the code). An inline activation that held the loop past ``wall_limit`` by
 its own doing (it waited in the kernel, or computed; not when the machine's load
 merely pre-empted it) sends the type back to the threads for good, and so do
-``strikes`` activations over the CPU budget or the wall limit; one strike is forgiven per
+``strikes`` activations over the CPU budget (or, inline, the wall limit); one strike is forgiven per
 ``forgive_after`` cheap activations, because a lone slow one is usually not the
 workflow's doing (the first activation of a type imports and warms up). An
 activation during which the garbage collector ran an older-generation collection
@@ -105,16 +105,18 @@ class InlinePolicy:
     def _observe(self, cpu: float, wall: float, budget: float, *, blocked: bool) -> None:
         # Called from the workflow threads and the loop; the races are on counters that only
         # decide where the next activation runs, never what it does.
-        if wall <= self._wall_limit and cpu <= budget:
+        inline = self.inline
+        # On the threads the wall clock counts waits for the GIL and for the loaded machine, not
+        # the workflow's doing; there only CPU is judged.
+        if cpu <= budget and not (inline and wall > self._wall_limit):
             self._cheap += 1
             if self._strikes and self._cheap % self._forgive_after == 0:
                 self._strikes -= 1
             return
-        # An inline activation that held the loop past the wall limit because of its own doing
-        # (it waited in the kernel, or computed) stalled the whole worker: one is enough. Pre-empted
-        # by the machine's load (neither), or on the threads (the wall clock there includes GIL
-        # waits), it is a strike.
-        stalled_loop = self.inline and wall > self._wall_limit and (blocked or cpu > budget)
+        # An inline activation that held the loop past the wall limit by its own doing (it waited
+        # in the kernel, or computed) stalled the whole worker: one is enough. Merely pre-empted by
+        # the machine's load, it is a strike.
+        stalled_loop = inline and wall > self._wall_limit and (blocked or cpu > budget)
         self._strikes += 1
         if self.offloaded or (not stalled_loop and self._strikes < self._max_strikes):
             return

@@ -103,11 +103,11 @@ def test_an_inline_activation_merely_preempted_is_only_a_strike() -> None:
     assert policy.offloaded
 
 
-def test_a_slow_activation_on_the_threads_is_a_strike_not_a_verdict() -> None:
-    policy = InlinePolicy("T", wall_limit=0.05, probation=5, strikes=2)
-    policy.run(time.sleep, 0.1)  # still in probation: on the threads
+def test_on_the_threads_only_cpu_counts_not_the_wall_clock() -> None:
+    policy = InlinePolicy("T", wall_limit=0.05, cpu_budget=0.001, probation=5, strikes=1)
+    policy.run(time.sleep, 0.1)  # still in probation (on the threads): GIL and load waits look the same
     assert not policy.offloaded
-    policy.run(time.sleep, 0.1)
+    policy.run(_spend_cpu, 0.005)
     assert policy.offloaded
 
 
