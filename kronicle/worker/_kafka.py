@@ -83,6 +83,8 @@ class TaskConsumer:
         self._free_lock = threading.Lock()
         self._room = threading.Event()
         self._room.set()
+        self._admitting = 0
+        """Batches handed to the loop that it has not turned into tasks yet."""
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         if topics:
@@ -111,19 +113,23 @@ class TaskConsumer:
                     continue
                 with self._free_lock:
                     self._free -= len(batch)
+                    self._admitting += 1
                     if self._free <= 0:
                         self._room.clear()
                 try:
                     self._loop.call_soon_threadsafe(self._admit, batch)
                 except RuntimeError:  # the loop is closed: nobody will handle these
+                    self._admitting -= 1
                     break
         except Exception:  # noqa: BLE001 - a dead poller must say so, the worker keeps shutting down cleanly
             _log.exception("%s: polling thread failed", self._name)
         finally:
             if self._store_after:
                 # Let running handlers finish so their offsets are committed by close().
+                # A batch handed over just before the stop counts too: its records will be handled, and
+                # their offsets must be stored before close() commits, or the next owner gets them again.
                 deadline = time.monotonic() + 10
-                while self._tasks and time.monotonic() < deadline:
+                while (self._tasks or self._admitting) and time.monotonic() < deadline:
                     time.sleep(0.02)
                 self._store_pending()
             # Closing leaves the group at once, so another worker takes the partitions without waiting
@@ -149,6 +155,8 @@ class TaskConsumer:
         return batch
 
     def _admit(self, batch: list[Message]) -> None:
+        with self._free_lock:
+            self._admitting -= 1
         for msg in batch:
             if self._store_after:
                 self._in_flight.setdefault(_tp(msg), set()).add(_offset(msg))
