@@ -58,8 +58,8 @@ class WorkflowTaskRunner:
             store is written just after the transaction that sent the task commits).
         clock: The wall clock giving a live task's start time (tests pass the engine's clock).
         executor: Threads to run activations on (None: the event loop's thread).
-        inline_activations: With an executor, let workflow types whose live activations prove
-            cheap run them on the event loop's thread (see :mod:`kronicle.worker._inline`).
+        inline_activations: With an executor and a deadlock timeout, let workflow types whose live
+            activations prove cheap run them on the event loop's thread (see :mod:`kronicle.worker._inline`).
     """
 
     def __init__(
@@ -90,7 +90,9 @@ class WorkflowTaskRunner:
         self._history_wait = history_wait.total_seconds()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._executor = executor
-        self._inline: dict[str | None, InlinePolicy] | None = {} if inline_activations else None
+        # Without the deadlock detector nothing would ever free a loop that workflow code blocked.
+        inline = inline_activations and executor is not None and deadlock_timeout is not None
+        self._inline: dict[str | None, InlinePolicy] | None = {} if inline else None
         self._cache: collections.OrderedDict[str, RunHistory] = collections.OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats: collections.Counter[str] = collections.Counter()

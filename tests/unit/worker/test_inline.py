@@ -184,3 +184,19 @@ async def test_the_deadlock_detector_interrupts_an_inline_activation_and_the_typ
     # The interrupt was aimed at the workflow code only: the loop thread carries on normally.
     time.sleep(0.05)
     assert sum(range(1000)) == 499500
+
+
+def test_without_a_deadlock_timeout_activations_never_run_inline() -> None:
+    with ThreadPoolExecutor(1) as pool:
+        loop = MemoryLoop([Recorder], executor=pool)
+        runner = WorkflowTaskRunner(
+            workflows=[Recorder],
+            namespace="default",
+            identity="memory-worker",
+            data_converter=loop.converter,
+            fetch_history=loop._fetch,
+            executor=pool,
+            deadlock_timeout=None,
+        )
+    assert runner._inline_policy("Recorder") is None
+    assert loop.runner._inline_policy("Recorder") is not None
