@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
+from kronicle.client._http11 import ConnectionPool
 from kronicle.exceptions import RPCError, RPCStatusCode
 
 __all__ = ["FrontendError", "Transport"]
+
+_MAX_CONNECTIONS = 1000
 
 _STATUS_BY_CODE = {
     "InvalidArgument": RPCStatusCode.INVALID_ARGUMENT,
@@ -72,14 +76,29 @@ class Transport:
     def __init__(self, target: str) -> None:
         self.base_url = _base_url(target)
         self._session: aiohttp.ClientSession | None = None
+        # Plain HTTP (the usual frontend) takes the lean keep-alive client; TLS and the rest, aiohttp.
+        self._pool: ConnectionPool | None = None
+        if self.base_url.startswith("http://"):
+            try:
+                self._pool = ConnectionPool(self.base_url, limit=_MAX_CONNECTIONS)
+            except ValueError:
+                self._pool = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # One keep-alive connection per concurrent call: result() long polls hold theirs for as long as
+            # the workflow runs, so aiohttp's default cap of 100 made other calls queue behind them.
+            connector = aiohttp.TCPConnector(limit=_MAX_CONNECTIONS)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
         return self._session
 
     async def close(self) -> None:
         """Close the connection pool (idempotent)."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = ConnectionPool(self.base_url, limit=_MAX_CONNECTIONS)  # usable again, like a session
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -123,6 +142,8 @@ class Transport:
         Raises:
             RPCError: the frontend answered with an error, or could not be reached.
         """
+        if self._pool is not None:
+            return await self._request_pooled(method, path, body=body, params=params, headers=headers, timeout=timeout)
         url = self.base_url + path
         try:
             async with self._get_session().request(
@@ -138,15 +159,43 @@ class Transport:
                     raise _error(resp.status, data, method, path)
                 return data, dict(resp.headers)
         except aiohttp.ClientError as err:
-            raise RPCError(
-                f"cannot reach the Kronicle frontend at {self.base_url} ({err}); is it running?"
-                " Start one with `kronicle server start-dev`",
-                RPCStatusCode.UNAVAILABLE,
-            ) from err
+            raise self._unreachable(err) from err
         except TimeoutError as err:
-            raise RPCError(
-                f"{method} {path}: no answer from {self.base_url} within {timeout} s", RPCStatusCode.DEADLINE_EXCEEDED
-            ) from err
+            raise self._deadline(method, path, timeout) from err
+
+    async def _request_pooled(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout: float,
+    ) -> tuple[bytes, Mapping[str, str]]:
+        assert self._pool is not None
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            resp = await self._pool.request(method, path, body=data, params=params, headers=headers, timeout=timeout)
+        except TimeoutError as err:
+            raise self._deadline(method, path, timeout) from err
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as err:
+            raise self._unreachable(err) from err
+        if resp.status >= 400:
+            raise _error(resp.status, resp.body, method, path)
+        return resp.body, resp.headers
+
+    def _unreachable(self, err: BaseException) -> RPCError:
+        return RPCError(
+            f"cannot reach the Kronicle frontend at {self.base_url} ({err or type(err).__name__}); is it running?"
+            " Start one with `kronicle server start-dev`",
+            RPCStatusCode.UNAVAILABLE,
+        )
+
+    def _deadline(self, method: str, path: str, timeout: float) -> RPCError:
+        return RPCError(
+            f"{method} {path}: no answer from {self.base_url} within {timeout} s", RPCStatusCode.DEADLINE_EXCEEDED
+        )
 
 
 def _error(http_status: int, data: bytes, method: str, path: str) -> FrontendError:

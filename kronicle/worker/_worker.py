@@ -38,6 +38,7 @@ from kronicle.converter import DataConverter
 from kronicle.schemas import SchemaRegistry, default_registry
 from kronicle.topics import NamespaceTopics, TopicError, ensure_task_queue_topics
 from kronicle.worker._activities import ActivityRunner
+from kronicle.worker._decoder import TaskDecoder
 from kronicle.worker._kafka import CommandProducer, TaskConsumer
 from kronicle.worker._workflow_instance import DEFAULT_DEADLOCK_TIMEOUT
 from kronicle.worker._workflow_tasks import WorkflowTaskRunner
@@ -132,6 +133,7 @@ class Worker:
         self.control_topic = f"{self._topics.prefix}.worker.{_sanitise(self._identity)}"
         """This worker's control topic (the ``reply_to`` of its heartbeats)."""
         self._registry: SchemaRegistry = default_registry()
+        self._decoder = TaskDecoder(self._registry)
         self._kafka = {"bootstrap.servers": client.kafka_bootstrap_servers, **(kafka_config or {})}
         self._graceful = graceful_shutdown_timeout.total_seconds()
         self._wf_slots = max_concurrent_workflow_tasks
@@ -249,7 +251,7 @@ class Worker:
                 {**consumer_cfg, "group.id": f"{group}-workflow", "enable.auto.offset.store": False},
                 loop,
                 self._on_workflow_task,
-                asyncio.Semaphore(self._wf_slots),
+                self._wf_slots,
                 topics=[self._workflow_topic],
                 store_after_handling=True,
             )
@@ -262,7 +264,7 @@ class Worker:
                 {**consumer_cfg, "group.id": f"{group}-activity"},
                 loop,
                 self._on_activity_task,
-                asyncio.Semaphore(self._act_slots),
+                self._act_slots,
                 topics=[self._activity_topic],
             )
             self._consumers.append(self._act_consumer)
@@ -276,7 +278,7 @@ class Worker:
                 },
                 loop,
                 self._on_control,
-                asyncio.Semaphore(1000),
+                1000,
                 assignment=[TopicPartition(self.control_topic, 0, control_offset)],
             )
             self._control.start()
@@ -371,7 +373,7 @@ class Worker:
         if raw is None:
             return None
         try:
-            name, datum = self._registry.decode(raw)
+            name, datum = self._decoder.decode(raw)
         except Exception as err:  # noqa: BLE001 - a foreign record on our topic is logged and skipped
             _log.warning("Skipping undecodable record on %s: %s", msg.topic(), err)
             return None
