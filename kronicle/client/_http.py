@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
-from kronicle.client._http11 import ConnectionPool
 from kronicle.exceptions import RPCError, RPCStatusCode
 
 __all__ = ["FrontendError", "Transport"]
@@ -76,13 +74,6 @@ class Transport:
     def __init__(self, target: str) -> None:
         self.base_url = _base_url(target)
         self._session: aiohttp.ClientSession | None = None
-        # Plain HTTP (the usual frontend) takes the lean keep-alive client; TLS and the rest, aiohttp.
-        self._pool: ConnectionPool | None = None
-        if self.base_url.startswith("http://"):
-            try:
-                self._pool = ConnectionPool(self.base_url, limit=_MAX_CONNECTIONS)
-            except ValueError:
-                self._pool = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -96,9 +87,6 @@ class Transport:
 
     async def close(self) -> None:
         """Close the connection pool (idempotent)."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = ConnectionPool(self.base_url, limit=_MAX_CONNECTIONS)  # usable again, like a session
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -142,8 +130,6 @@ class Transport:
         Raises:
             RPCError: the frontend answered with an error, or could not be reached.
         """
-        if self._pool is not None:
-            return await self._request_pooled(method, path, body=body, params=params, headers=headers, timeout=timeout)
         url = self.base_url + path
         try:
             async with self._get_session().request(
@@ -162,28 +148,6 @@ class Transport:
             raise self._unreachable(err) from err
         except TimeoutError as err:
             raise self._deadline(method, path, timeout) from err
-
-    async def _request_pooled(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Mapping[str, Any] | None,
-        params: Mapping[str, str] | None,
-        headers: Mapping[str, str] | None,
-        timeout: float,
-    ) -> tuple[bytes, Mapping[str, str]]:
-        assert self._pool is not None
-        data = None if body is None else json.dumps(body).encode()
-        try:
-            resp = await self._pool.request(method, path, body=data, params=params, headers=headers, timeout=timeout)
-        except TimeoutError as err:
-            raise self._deadline(method, path, timeout) from err
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as err:
-            raise self._unreachable(err) from err
-        if resp.status >= 400:
-            raise _error(resp.status, resp.body, method, path)
-        return resp.body, resp.headers
 
     def _unreachable(self, err: BaseException) -> RPCError:
         return RPCError(

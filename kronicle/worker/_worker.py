@@ -38,7 +38,6 @@ from kronicle.converter import DataConverter
 from kronicle.schemas import SchemaRegistry, default_registry
 from kronicle.topics import NamespaceTopics, TopicError, ensure_task_queue_topics
 from kronicle.worker._activities import ActivityRunner
-from kronicle.worker._decoder import TaskDecoder
 from kronicle.worker._kafka import CommandProducer, TaskConsumer
 from kronicle.worker._workflow_instance import DEFAULT_DEADLOCK_TIMEOUT
 from kronicle.worker._workflow_tasks import WorkflowTaskRunner
@@ -133,7 +132,6 @@ class Worker:
         self.control_topic = f"{self._topics.prefix}.worker.{_sanitise(self._identity)}"
         """This worker's control topic (the ``reply_to`` of its heartbeats)."""
         self._registry: SchemaRegistry = default_registry()
-        self._decoder = TaskDecoder(self._registry)
         self._kafka = {"bootstrap.servers": client.kafka_bootstrap_servers, **(kafka_config or {})}
         self._graceful = graceful_shutdown_timeout.total_seconds()
         self._wf_slots = max_concurrent_workflow_tasks
@@ -373,7 +371,7 @@ class Worker:
         if raw is None:
             return None
         try:
-            name, datum = self._decoder.decode(raw)
+            name, datum = self._registry.decode(raw)
         except Exception as err:  # noqa: BLE001 - a foreign record on our topic is logged and skipped
             _log.warning("Skipping undecodable record on %s: %s", msg.topic(), err)
             return None
