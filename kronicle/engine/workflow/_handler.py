@@ -58,6 +58,8 @@ _CLOSE_COMMANDS = frozenset(
         "ContinueAsNewWorkflowExecution",
     }
 )
+_MAX_WAITING_QUERIES = 50
+"""Queries held per run while its workflow task is outstanding; more go out at once."""
 _FAILED_STATUSES = frozenset({"FAILED", "CANCELED", "TERMINATED", "TIMED_OUT"})
 # The WorkflowTaskFailed cause for a command whose payloads are over the limit (Temporal's names).
 _OVERSIZE_CAUSES = {
@@ -273,6 +275,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
         """
         tx.cancel_timer(run, "wft")
         run["wft"] = None
+        tx.release_queries(run)  # a failing task may never complete: answer from the history as it is
         run["wft_attempt"] += 1
         run["wft_failed_next_event_id"] = run["next_event_id"]
         tx.undeliver_updates(run)
@@ -542,8 +545,11 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
     def _on_query_workflow(self, tx: Tx, command: CommandRecord) -> None:
         """Forward a query to the worker that owns the workflow; the worker answers the caller directly.
 
-        Queries are not history and change no state. A closed run is queried too
-        (the worker replays it), which is the one thing a closed run accepts.
+        Queries are not history. A closed run is queried too (the worker replays it),
+        which is the one thing a closed run accepts. While a workflow task is
+        outstanding the query waits in the run's state and goes out when the task
+        ends (:meth:`Tx.release_queries`), as in Temporal: a query sent after a
+        signal sees the workflow's state after that signal was handled.
         """
         v = command.value
         run_id = v.get("run_id") or tx.current_run_id
@@ -553,20 +559,18 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
         if not v.get("query_id") or not v.get("query_type"):
             raise _Rejected("InvalidArgument", "query_id and query_type are required")
         self._check_payloads(v.get("query_args"), "query args")
-        task = {
-            "workflow_id": run["workflow_id"],
-            "run_id": run["run_id"],
-            "workflow_type": run["workflow_type"],
-            "task_queue": run["task_queue"],
+        query = {
             "query_id": v["query_id"],
             "query_type": v["query_type"],
             "query_args": v.get("query_args") or [],
             "header": v.get("header") or {},
             "reply_to": v["reply_to"],
-            "history_length": run["next_event_id"] - 1,
-            "closed": run["status"] != "RUNNING",
         }
-        tx.emit(self._cfg.topics.workflow_tasks(run["task_queue"]), "kronicle.workflow.QueryTask", task)
+        waiting = run.get("queries") or []
+        if run["status"] == "RUNNING" and run["wft"] is not None and len(waiting) < _MAX_WAITING_QUERIES:
+            run["queries"] = [*waiting, query]
+        else:
+            tx.dispatch_query(run, query)
 
     def _on_terminate_workflow(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value

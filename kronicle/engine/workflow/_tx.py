@@ -480,8 +480,32 @@ class Tx:
 
     # -- commit -------------------------------------------------------------------
 
+    # -- queries --------------------------------------------------------------
+
+    def dispatch_query(self, run: Run, query: dict[str, Any]) -> None:
+        """Send a query to the run's task queue, answered from its history as it stands now."""
+        task = {
+            "workflow_id": run["workflow_id"],
+            "run_id": run["run_id"],
+            "workflow_type": run["workflow_type"],
+            "task_queue": run["task_queue"],
+            **query,
+            "history_length": run["next_event_id"] - 1,
+            "closed": run["status"] != "RUNNING",
+        }
+        self.emit(self.cfg.topics.workflow_tasks(run["task_queue"]), "kronicle.workflow.QueryTask", task)
+
+    def release_queries(self, run: Run) -> None:
+        """Dispatch the queries that waited for the run's workflow task, once no task is outstanding."""
+        if run.get("queries") and (run["status"] != "RUNNING" or run["wft"] is None):
+            for query in run.pop("queries"):
+                self.dispatch_query(run, query)
+
     def commit(self) -> None:
         """Apply everything staged to the context: run states, events, then the deferred operations."""
+        for run in self.runs.values():
+            if run is not None:
+                self.release_queries(run)
         for run_id, run in self.runs.items():
             if run is not None and (encoded := dumps(run)) != self._raw.get(run_id):
                 self.ctx.put(CF_RUNS, run_id.encode(), encoded)

@@ -303,6 +303,42 @@ def test_query_is_forwarded_to_the_owning_worker_without_changing_state() -> Non
     assert (task["history_length"], task["closed"]) == (4, False)
 
 
+def test_a_query_waits_for_the_outstanding_workflow_task_and_sees_its_signals() -> None:
+    b = Bench()
+    run_id = _idle(b)
+    _signal(b)
+    tasks = len(b.workflow_tasks())
+    _query(b)
+    assert len(b.workflow_tasks()) == tasks, "the query went out before the task that handles the signal"
+    assert len(b.run("wf")["queries"]) == 1
+    b.complete_task("wf", [])
+    task = b.records(b.topics.workflow_tasks("q"))[-1][1]
+    assert (task["run_id"], task["query_id"], task["reply_to"]) == (run_id, "q1", "qr")
+    history = b.history("wf")
+    assert history[-1]["event_type"] == "WorkflowTaskCompleted" and task["history_length"] == len(history)
+    assert "queries" not in b.run("wf")
+
+
+def test_a_query_held_for_a_failing_workflow_task_goes_out_when_the_task_fails() -> None:
+    b = Bench()
+    _idle(b)
+    _signal(b)
+    _query(b)
+    b.fail_task("wf")
+    assert [t["query_id"] for _, t in b.records(b.topics.workflow_tasks("q")) if "query_id" in t] == ["q1"]
+    assert "queries" not in b.run("wf")
+
+
+def test_held_queries_are_bounded_per_run() -> None:
+    b = Bench()
+    b.start("wf")
+    for i in range(60):
+        _query(b, query_id=f"q{i}")
+    assert len(b.run("wf")["queries"]) == 50
+    sent = [t for _, t in b.records(b.topics.workflow_tasks("q")) if "query_id" in t]
+    assert [t["query_id"] for t in sent] == [f"q{i}" for i in range(50, 60)]
+
+
 def test_closed_workflow_still_answers_queries() -> None:
     b = Bench()
     _closed(b)
