@@ -75,7 +75,14 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            # No cap on connections (aiohttp's default is 100): a capped pool hands a released
+            # connection to whichever request asks next rather than to the oldest waiter, so with
+            # more concurrent calls than the cap (open result long polls, a worker's history
+            # fetches) some calls starve until the others stop. Concurrency is the caller's to bound.
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
         return self._session
 
     async def close(self) -> None:
