@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 
 from kronicle import exceptions as exc
 from kronicle.converter import Failure, Payload
 
+if TYPE_CHECKING:
+    from kronicle.common import RetryPolicy
+
 __all__ = [
     "PAYLOAD_SCHEMA",
+    "duration_to_ms",
     "failure_from_wire",
     "failure_to_wire",
     "payload_from_bytes",
     "payload_to_bytes",
     "payloads_from_bytes",
     "payloads_to_bytes",
+    "retry_policy_to_wire",
 ]
 
 PAYLOAD_SCHEMA: dict[str, Any] = {
@@ -153,4 +159,22 @@ def failure_from_wire(wire: Mapping[str, Any]) -> Failure:
         "kind": kind,
         "info": info,
         "cause": None if not cause else failure_from_wire(cause),
+    }
+
+
+def duration_to_ms(value: timedelta | None) -> int:
+    """A duration in whole milliseconds; None (unset) and negatives are 0."""
+    return 0 if value is None else max(0, int(value.total_seconds() * 1000))
+
+
+def retry_policy_to_wire(policy: RetryPolicy | None) -> dict[str, Any] | None:
+    """A retry policy as the engine's ``RetryPolicy`` record (also the HTTP API's JSON shape)."""
+    if policy is None:
+        return None
+    return {
+        "initial_interval_ms": duration_to_ms(policy.initial_interval),
+        "backoff_coefficient": float(policy.backoff_coefficient),
+        "maximum_interval_ms": duration_to_ms(policy.maximum_interval),
+        "maximum_attempts": int(policy.maximum_attempts),
+        "non_retryable_error_types": list(policy.non_retryable_error_types or ()),
     }

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
+from kronicle._wire import retry_policy_to_wire
 from kronicle.client._http import FrontendError, Transport
 from kronicle.client._types import (
     WorkflowContinuedAsNewError,
@@ -21,7 +22,7 @@ from kronicle.client._types import (
     WorkflowUpdateStage,
 )
 from kronicle.client._update import WorkflowExecutionAsyncIterator, WorkflowUpdateHandle, update_failure
-from kronicle.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from kronicle.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from kronicle.converter import DataConverter, Payload
 from kronicle.exceptions import (
     CancelledError,
@@ -205,6 +206,7 @@ class Client:
         search_attributes: Mapping[str, Any] | None = None,
         start_delay: timedelta | None = None,
         cron_schedule: str = "",
+        retry_policy: RetryPolicy | None = None,
         request_id: str | None = None,
         start_signal: str | None = None,
         start_signal_args: Sequence[Any] = (),
@@ -217,6 +219,8 @@ class Client:
         the workflow is started with the signal as its first event (signal-with-start).
         With ``cron_schedule`` (e.g. ``"0 * * * *"``, UTC) the first run waits for the next
         scheduled time and every run is followed by the next one, as in Temporal.
+        With ``retry_policy`` a failed or timed-out run is retried as a new run of the
+        same workflow id (``workflow.info().attempt`` counts them); ``result()`` follows.
 
         Raises:
             WorkflowAlreadyStartedError: the id is taken under the id policies.
@@ -242,6 +246,8 @@ class Client:
         }
         if cron_schedule:
             body["cron_schedule"] = cron_schedule
+        if retry_policy is not None:
+            body["retry_policy"] = retry_policy_to_wire(retry_policy)
         try:
             if start_signal is not None:
                 body["signal_input"] = await self._payloads(start_signal_args)
@@ -600,6 +606,8 @@ class WorkflowHandle(Generic[ReturnT]):
                 (``CancelledError``), terminated (``TerminatedError``) or timed out
                 (``TimeoutError``).
             WorkflowContinuedAsNewError: it continued as new and ``follow_runs`` is False.
+                With ``follow_runs`` (the default) the result is that of the last run of the
+                chain: continue-as-new, a cron schedule's next run, a retry's next attempt.
             RPCError: the workflow does not exist, or the frontend cannot be reached.
         """
         del rpc_timeout
@@ -617,6 +625,11 @@ class WorkflowHandle(Generic[ReturnT]):
                 continue
             run_id = data["run_id"]
             status = data["status"]
+            next_run = str(data.get("new_execution_run_id") or "")
+            if follow_runs and next_run:
+                # Continue-as-new, a cron schedule's next run or a retry's next attempt: follow it.
+                run_id = next_run
+                continue
             if status == "COMPLETED":
                 payloads = [Payload.from_dict(p) for p in data.get("result") or ()]
                 if not payloads:

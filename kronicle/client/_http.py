@@ -75,10 +75,11 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # No cap on connections (aiohttp's default is 100): a capped pool hands a released
-            # connection to whichever request asks next rather than to the oldest waiter, so with
-            # more concurrent calls than the cap (open result long polls, a worker's history
-            # fetches) some calls starve until the others stop. Concurrency is the caller's to bound.
+            # One keep-alive connection per concurrent call, and no cap: result() long polls hold theirs
+            # for as long as the workflow runs, and a capped aiohttp pool hands a released connection to
+            # whichever request asks next rather than to the oldest waiter, so calls beyond the cap
+            # (starts, a worker's history fetches) starved until the others stopped (the bench's 31.8 s
+            # p99 at 200 callers with the default cap of 100). Concurrency is the caller's to bound.
             connector = aiohttp.TCPConnector(limit=0)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
@@ -145,15 +146,21 @@ class Transport:
                     raise _error(resp.status, data, method, path)
                 return data, dict(resp.headers)
         except aiohttp.ClientError as err:
-            raise RPCError(
-                f"cannot reach the Kronicle frontend at {self.base_url} ({err}); is it running?"
-                " Start one with `kronicle server start-dev`",
-                RPCStatusCode.UNAVAILABLE,
-            ) from err
+            raise self._unreachable(err) from err
         except TimeoutError as err:
-            raise RPCError(
-                f"{method} {path}: no answer from {self.base_url} within {timeout} s", RPCStatusCode.DEADLINE_EXCEEDED
-            ) from err
+            raise self._deadline(method, path, timeout) from err
+
+    def _unreachable(self, err: BaseException) -> RPCError:
+        return RPCError(
+            f"cannot reach the Kronicle frontend at {self.base_url} ({err or type(err).__name__}); is it running?"
+            " Start one with `kronicle server start-dev`",
+            RPCStatusCode.UNAVAILABLE,
+        )
+
+    def _deadline(self, method: str, path: str, timeout: float) -> RPCError:
+        return RPCError(
+            f"{method} {path}: no answer from {self.base_url} within {timeout} s", RPCStatusCode.DEADLINE_EXCEEDED
+        )
 
 
 def _error(http_status: int, data: bytes, method: str, path: str) -> FrontendError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -110,10 +111,9 @@ class EngineService:
         memory.labels(namespace, "pinned").set_function(lambda: store.memory_usage().pinned_bytes)
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-        self._waiters: dict[bytes, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = collections.defaultdict(
-            list
-        )
+        self._waiters: dict[bytes, list[_Waiter]] = collections.defaultdict(list)
         self._waiters_lock = threading.Lock()
+        self.handler.take_closed()  # start tracking closes: result long polls wake only on those
         self._task_queues: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------
@@ -233,13 +233,25 @@ class EngineService:
 
     async def wait_for_change(self, workflow_id: str, timeout: float) -> bool:
         """Wait until a batch with a command for ``workflow_id`` commits; False on timeout."""
+        return await self._wait(workflow_id, timeout, closed_only=False)
+
+    async def wait_for_close(self, workflow_id: str, timeout: float) -> bool:
+        """Wait until a batch that closed a run of ``workflow_id`` commits; False on timeout.
+
+        A result long poll waits with this: a one-activity workflow commits four
+        times, and only the last one can answer it.
+        """
+        return await self._wait(workflow_id, timeout, closed_only=True)
+
+    async def _wait(self, workflow_id: str, timeout: float, *, closed_only: bool) -> bool:
         key = workflow_id.encode()
-        event = asyncio.Event()
-        entry = (asyncio.get_running_loop(), event)
+        entry = _Waiter(asyncio.get_running_loop(), asyncio.Event(), closed_only)
         with self._waiters_lock:
             self._waiters[key].append(entry)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            # asyncio.timeout, not wait_for: no extra task per wait (a long poll waits several times).
+            async with asyncio.timeout(timeout):
+                await entry.event.wait()
             return True
         except TimeoutError:
             return False
@@ -254,8 +266,37 @@ class EngineService:
 
     def _notify(self, keys: set[bytes]) -> None:
         # Runs on the processor thread after each commit.
+        closed = self.handler.take_closed()
+        woken: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
         with self._waiters_lock:
-            woken = [w for key in keys for w in self._waiters.pop(key, ())]
-        for loop, event in woken:
+            for key in keys:
+                waiting = self._waiters.get(key)
+                if not waiting:
+                    continue
+                if key in closed:
+                    wake, keep = waiting, []
+                else:
+                    wake = [w for w in waiting if not w.closed_only]
+                    keep = [w for w in waiting if w.closed_only]
+                for w in wake:
+                    woken.setdefault(w.loop, []).append(w.event)
+                if keep:
+                    self._waiters[key] = keep
+                else:
+                    del self._waiters[key]
+        # One wake-up of each event loop per commit, not one per waiter.
+        for loop, events in woken.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(_set_all, events)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _Waiter:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+    closed_only: bool
+
+
+def _set_all(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()

@@ -18,7 +18,9 @@ import dataclasses
 import functools
 import io
 import json
+import logging
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from kronicle.schemas._errors import (
     UnknownSchemaIdError,
     UnknownSubjectError,
 )
+from kronicle.schemas._fastpath import SparseWriter, SplicedWriter, sparse_writer, spliced_writer
 from kronicle.schemas._manifest import SchemaVersion, check_unique, read_schema_tree, record_full_name
 
 __all__ = ["SchemaRegistry", "default_registry"]
@@ -61,6 +64,8 @@ _DECODE_ERRORS = (
 )
 _ENCODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error)
 
+_log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Writer:
@@ -72,6 +77,12 @@ class _Writer:
     slower than a present one, and most records (history events above all) leave most fields out."""
     nested: dict[str, dict[str, Any]]
     """Field defaults of the records one level down (a record field, or a union of null and a record)."""
+    sparse: SparseWriter | None
+    """The group-by-group writer of a record with many optional record fields (``_fastpath``), if it has them."""
+    checked: set[str] = dataclasses.field(default_factory=set)
+    """Shapes (optional fields set, spliced fields) whose shortcut output was compared with fastavro's."""
+    spliced: dict[str, SplicedWriter | None] = dataclasses.field(default_factory=dict)
+    """Per array field: its spliced writer (None: not spliceable, or the check failed)."""
 
 
 def _record_defaults(parsed: Any) -> dict[str, Any]:
@@ -115,6 +126,8 @@ class SchemaRegistry:
         self._texts: dict[int, str] = {}
         self._writers: dict[str, _Writer] = {}
         self._readers: dict[int, _Reader] = {}
+        self._plain: set[str] = set()
+        """Subjects whose sparse shortcut disagreed with fastavro once: written by fastavro alone from then on."""
 
     # -- building ----------------------------------------------------------
 
@@ -181,6 +194,7 @@ class SchemaRegistry:
             latest,
             _record_defaults(latest_parsed),
             _nested_defaults(latest_parsed),
+            sparse_writer(latest_parsed),
         )
         for v in by_version.values():
             reader = None if v is latest else latest_parsed
@@ -199,6 +213,11 @@ class SchemaRegistry:
         writer = self._writers.get(name)
         if writer is None:
             raise self._unknown_subject(name)
+        if writer.sparse is not None and type(datum) is dict and name not in self._plain:
+            # Fills in the defaults of the one set attribute record itself; the nulls need none.
+            data = self._encode_sparse(writer, writer.sparse, datum)
+            if data is not None:
+                return data
         if writer.defaults and type(datum) is dict:
             filled = {**writer.defaults, **datum}
             for field, value in datum.items():
@@ -206,13 +225,70 @@ class SchemaRegistry:
                 if inner is not None and type(value) is dict:
                     filled[field] = {**inner, **value}
             datum = filled
+        return _encode_plain(writer, datum)
+
+    def _encode_sparse(self, writer: _Writer, sparse: SparseWriter, datum: dict[str, Any]) -> bytes | None:
         buf = io.BytesIO()
         buf.write(writer.header)
         try:
-            schemaless_writer(buf, writer.parsed, datum)
-        except _ENCODE_ERRORS as exc:
-            raise SchemaEncodeError(_explain_encode_error(writer, datum, exc)) from exc
-        return buf.getvalue()
+            shape = sparse.write(buf, datum)
+        except _ENCODE_ERRORS:
+            return None  # fastavro's own pass raises the error with its message
+        data = buf.getvalue()
+        if shape not in writer.checked:
+            if data != _encode_plain(writer, datum):
+                _log.warning("the sparse Avro writer of %s disagrees with fastavro; using fastavro", writer.version)
+                self._plain.add(writer.version.subject)
+                return None
+            writer.checked.add(shape)
+        return data
+
+    def encode_with_items(self, name: str, datum: dict[str, Any], field: str, items: Sequence[bytes]) -> bytes:
+        """Encode ``datum`` with its array ``field`` made of ``items``, records encoded already.
+
+        The same bytes as :meth:`encode` with ``field`` set to the decoded items,
+        without decoding and re-encoding them: ``items`` are Confluent-framed
+        records of the array's item subject. An item framed with another schema
+        id than that subject's latest (written before a schema change) is decoded
+        and written again, so the result is always in the latest schemas.
+
+        Raises:
+            UnknownSubjectError: no schema is registered under ``name``.
+            SchemaEncodeError: the datum does not fit the schema.
+        """
+        writer = self._writers.get(name)
+        if writer is None:
+            raise self._unknown_subject(name)
+        if field not in writer.spliced:
+            writer.spliced[field] = spliced_writer(writer.parsed, field)
+        spliced = writer.spliced[field]
+        item_writer = self._writers.get(spliced.item_subject) if spliced is not None else None
+        if spliced is None or item_writer is None:
+            return self.encode(name, {**datum, field: [self.decode(item)[1] for item in items]})
+        header = item_writer.header
+        bodies = [
+            item[_HEADER_SIZE:] if item[:_HEADER_SIZE] == header else self._reencode(item, spliced.item_subject)
+            for item in items
+        ]
+        filled = {**writer.defaults, **datum} if writer.defaults else datum
+        buf = io.BytesIO()
+        buf.write(writer.header)
+        try:
+            spliced.write(buf, filled, bodies)
+        except _ENCODE_ERRORS:
+            return self.encode(name, {**datum, field: [self.decode(item)[1] for item in items]})
+        data = buf.getvalue()
+        if field not in writer.checked:
+            expected = self.encode(name, {**datum, field: [self.decode(item)[1] for item in items]})
+            if data != expected:
+                _log.warning("spliced Avro of %s.%s disagrees with fastavro; not splicing it", writer.version, field)
+                writer.spliced[field] = None
+                return expected
+            writer.checked.add(field)
+        return data
+
+    def _reencode(self, item: bytes, subject: str) -> bytes:
+        return self.encode(subject, self.decode_as(item, subject))[_HEADER_SIZE:]
 
     def decode(self, data: bytes) -> tuple[str, Any]:
         """Decode a Confluent-framed record into (subject, datum), resolved to the subject's latest version.
@@ -302,6 +378,16 @@ class SchemaRegistry:
         return UnknownSubjectError(
             f"no schema for {name!r} (known: {known}); add its .avsc and ids.json entry, or check the record name"
         )
+
+
+def _encode_plain(writer: _Writer, datum: Any) -> bytes:
+    buf = io.BytesIO()
+    buf.write(writer.header)
+    try:
+        schemaless_writer(buf, writer.parsed, datum)
+    except _ENCODE_ERRORS as exc:
+        raise SchemaEncodeError(_explain_encode_error(writer, datum, exc)) from exc
+    return buf.getvalue()
 
 
 def _read(reader: _Reader, data: bytes) -> Any:

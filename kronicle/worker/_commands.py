@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import Any
 
 from kronicle import _wire
-from kronicle.common import RetryPolicy
+from kronicle._wire import duration_to_ms as _ms
 from kronicle.converter import DataConverter, Failure, Payload
 from kronicle.engine.workflow.schema_gen import attributes_field
 from kronicle.worker import _activation as act
 from kronicle.worker._history import PATCH_MARKER, RunHistory, UnsupportedCommandError
 
 __all__ = ["commands_to_wire"]
-
-
-def _ms(value: timedelta | None) -> int:
-    return 0 if value is None else max(0, int(value.total_seconds() * 1000))
-
-
-def _retry_policy(policy: RetryPolicy | None) -> dict[str, Any] | None:
-    if policy is None:
-        return None
-    return {
-        "initial_interval_ms": _ms(policy.initial_interval),
-        "backoff_coefficient": float(policy.backoff_coefficient),
-        "maximum_interval_ms": _ms(policy.maximum_interval),
-        "maximum_attempts": int(policy.maximum_attempts),
-        "non_retryable_error_types": list(policy.non_retryable_error_types or ()),
-    }
 
 
 def _command(command_type: str, **attributes: Any) -> dict[str, Any]:
@@ -90,7 +73,7 @@ async def commands_to_wire(
                         schedule_to_start_timeout_ms=_ms(c.schedule_to_start_timeout),
                         start_to_close_timeout_ms=_ms(c.start_to_close_timeout),
                         heartbeat_timeout_ms=_ms(c.heartbeat_timeout),
-                        retry_policy=_retry_policy(c.retry_policy),
+                        retry_policy=_wire.retry_policy_to_wire(c.retry_policy),
                     )
                 )
             case act.RequestCancelActivity():

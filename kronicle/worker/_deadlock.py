@@ -45,18 +45,22 @@ class _Monitor:
         self._watches: dict[int, tuple[float, DeadlockWatchdog, int]] = {}
         self._next_token = 0
         self._thread: threading.Thread | None = None
+        # When the monitor thread wakes up next by itself (inf: only when notified). A watch
+        # ending later than that needs no notify: waking the thread per activation cost more
+        # than the check it would run.
+        self._wake_at = float("inf")
 
     def watch(self, watchdog: DeadlockWatchdog, thread_id: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._next_token += 1
             token = self._next_token
-            earliest = min((w[0] for w in self._watches.values()), default=None)
             self._watches[token] = (deadline, watchdog, thread_id)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="kronicle-deadlock-monitor", daemon=True)
                 self._thread.start()
-            elif earliest is None or deadline < earliest:
+            elif deadline < self._wake_at:
+                self._wake_at = deadline
                 self._cond.notify()
             return token
 
@@ -74,7 +78,8 @@ class _Monitor:
                         # Still registered under the lock, so the guarded block has not ended.
                         watchdog._fire(thread_id)
                 earliest = min((w[0] for w in self._watches.values()), default=None)
-                self._cond.wait(None if earliest is None else max(earliest - now, 0.001))
+                self._wake_at = float("inf") if earliest is None else max(earliest, now + 0.001)
+                self._cond.wait(None if earliest is None else self._wake_at - now)
 
 
 _MONITOR = _Monitor()

@@ -40,6 +40,18 @@ class DeterministicEventLoop(WorkflowRuntime, abc.ABC):
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._timer_seq: dict[int, int] = {}  # id(handle) -> seq; TimerHandle's __eq__ compares values
         self._callback_error: BaseException | None = None
+        # This loop's tasks: asyncio.all_tasks(loop) walks every task of the process (hundreds in
+        # a busy worker) to find them, which made disposing a run cost more than running it.
+        self._own_tasks: list[asyncio.Task[Any]] = []
+        self._prune_at = 64
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Remember a task created on this loop (``create_task`` does it; other Task constructions must)."""
+        self._own_tasks.append(task)
+        if len(self._own_tasks) >= self._prune_at:
+            # Finished tasks are dropped now and then, so a long run's list stays as small as its live tasks.
+            self._own_tasks = [t for t in self._own_tasks if not t.done()]
+            self._prune_at = 2 * len(self._own_tasks) + 64
 
     @abc.abstractmethod
     def _add_command(self, command: act.Command) -> None:
@@ -118,7 +130,9 @@ class DeterministicEventLoop(WorkflowRuntime, abc.ABC):
         name: str | None = None,
         context: contextvars.Context | None = None,
     ) -> asyncio.Task[Any]:
-        return asyncio.Task(coro, loop=self, name=name, context=context)
+        task = asyncio.Task(coro, loop=self, name=name, context=context)
+        self._track(task)
+        return task
 
     def get_debug(self) -> bool:
         return False

@@ -39,6 +39,7 @@ from kronicle import exceptions as exc
 from kronicle.converter import DataConverter, Failure, Payload
 from kronicle.engine.workflow.schema_gen import attributes_field
 from kronicle.worker import _activation as act
+from kronicle.worker._inline import InlinePolicy
 from kronicle.worker._workflow_instance import WorkflowInstance
 from kronicle.workflow._runtime import Info, ParentInfo
 
@@ -145,6 +146,8 @@ class RunHistory:
         executor: Where activations run (None: on the calling thread). Workflow code is
             synchronous between awaits; running it off the event loop keeps a slow activation
             from stalling the worker's polling and heartbeats.
+        inline: With an executor: when live activations of this run's type may run on the
+            calling thread instead (see :mod:`kronicle.worker._inline`); replays always use the executor.
     """
 
     def __init__(
@@ -156,9 +159,11 @@ class RunHistory:
         namespace: str,
         data_converter: DataConverter,
         executor: Executor | None = None,
+        inline: InlinePolicy | None = None,
     ) -> None:
         self.instance = instance
         self._executor = executor
+        self._inline = inline
         self.workflow_id = workflow_id
         self.run_id = run_id
         self.namespace = namespace
@@ -268,7 +273,14 @@ class RunHistory:
         )
         if self._executor is None:
             return self.instance.activate(activation)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.instance.activate, activation)
+        policy = self._inline
+        if policy is None or replaying:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self.instance.activate, activation)
+        if policy.inline:
+            return policy.run(self.instance.activate, activation)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, policy.run, self.instance.activate, activation
+        )
 
     def _check(
         self, started: Mapping[str, Any], expected: Sequence[_Expected], produced: Sequence[act.Command]

@@ -1,10 +1,10 @@
 """confluent-kafka from asyncio: a polling thread per consumer, a polling thread for the producer.
 
 confluent-kafka's calls block, so none of them runs on the worker's event
-loop. A :class:`TaskConsumer` polls in its own thread and hands each record
-to the loop; it waits for a free slot (the worker's concurrency limit) before
-polling the next one, so a busy worker stops taking tasks instead of queueing
-them in memory. A :class:`CommandProducer` produces (which only enqueues) from
+loop. A :class:`TaskConsumer` polls in its own thread and hands the records
+to the loop in batches; it takes no more records than it has free slots (the
+worker's concurrency limit), so a busy worker stops taking tasks instead of
+queueing them in memory. A :class:`CommandProducer` produces (which only enqueues) from
 the loop and serves delivery reports in its own thread.
 """
 
@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -38,17 +37,22 @@ def _offset(msg: Message) -> int:
 class TaskConsumer:
     """Polls one consumer in a thread and runs ``handler`` on the loop for each record.
 
+    The polling thread takes every record already fetched (up to the free slots) in one go
+    and hands the batch to the loop with one wake-up; slots are counted under a plain lock, so
+    neither side waits for the other per record.
+
     Args:
         name: For the thread name and logs.
         config: confluent-kafka consumer configuration.
         loop: The worker's event loop.
         handler: Awaited for each record; it runs as its own task while it holds a slot.
-        slots: Limits how many handlers run at once.
+        slots: How many handlers may run at once; no record is taken from Kafka without a free slot.
         topics: Topics to subscribe to (consumer group), or
         assignment: Partitions to assign (no group).
         store_after_handling: Mark a record consumed only once its handler is done (and every
             earlier record of its partition too), so the records a dead worker had taken are
             delivered again after the rebalance. Needs ``enable.auto.offset.store=false``.
+        max_batch: The most records handed to the loop at once.
     """
 
     def __init__(
@@ -57,12 +61,15 @@ class TaskConsumer:
         config: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
         handler: Callable[[Message], Awaitable[None]],
-        slots: asyncio.Semaphore,
+        slots: int,
         *,
         topics: list[str] | None = None,
         assignment: list[TopicPartition] | None = None,
         store_after_handling: bool = False,
+        max_batch: int = 500,
     ) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
         self._name = name
         self._store_after = store_after_handling
         self._in_flight: dict[tuple[str, int], set[int]] = {}
@@ -71,7 +78,13 @@ class TaskConsumer:
         self._consumer = Consumer(config)
         self._loop = loop
         self._handler = handler
-        self._slots = slots
+        self._max_batch = max_batch
+        self._free = slots
+        self._free_lock = threading.Lock()
+        self._room = threading.Event()
+        self._room.set()
+        self._admitting = 0
+        """Batches handed to the loop that it has not turned into tasks yet."""
         self._stop = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         if topics:
@@ -93,43 +106,68 @@ class TaskConsumer:
         try:
             while not self._stop.is_set():
                 self._store_pending()
-                msg = self._consumer.poll(0.1)
-                if msg is None:
+                if not self._room.wait(0.1):
                     continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                        _log.warning("%s: consumer error: %s", self._name, err)
+                batch = self._take()
+                if not batch:
                     continue
-                admitted = asyncio.run_coroutine_threadsafe(self._admit(msg), self._loop)
-                while not self._stop.is_set():
-                    try:
-                        admitted.result(timeout=0.1)
-                        break
-                    except FutureTimeout:
-                        continue
-                else:
-                    admitted.cancel()
+                with self._free_lock:
+                    self._free -= len(batch)
+                    self._admitting += 1
+                    if self._free <= 0:
+                        self._room.clear()
+                try:
+                    self._loop.call_soon_threadsafe(self._admit, batch)
+                except RuntimeError:  # the loop is closed: nobody will handle these
+                    self._admitting -= 1
+                    break
         except Exception:  # noqa: BLE001 - a dead poller must say so, the worker keeps shutting down cleanly
             _log.exception("%s: polling thread failed", self._name)
         finally:
             if self._store_after:
                 # Let running handlers finish so their offsets are committed by close().
+                # A batch handed over just before the stop counts too: its records will be handled, and
+                # their offsets must be stored before close() commits, or the next owner gets them again.
                 deadline = time.monotonic() + 10
-                while self._tasks and time.monotonic() < deadline:
+                while (self._tasks or self._admitting) and time.monotonic() < deadline:
                     time.sleep(0.02)
                 self._store_pending()
             # Closing leaves the group at once, so another worker takes the partitions without waiting
             # for a session timeout.
             self._consumer.close()
 
-    async def _admit(self, msg: Message) -> None:
-        await self._slots.acquire()
-        if self._store_after:
-            self._in_flight.setdefault(_tp(msg), set()).add(_offset(msg))
-        task = asyncio.create_task(self._handle(msg), name=f"{self._name}-record")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _take(self) -> list[Message]:
+        """Wait up to 0.1 s for a record, then take whatever else is already fetched (up to the free slots)."""
+        first = self._consumer.poll(0.1)
+        if first is None:
+            return []
+        with self._free_lock:
+            room = min(self._free, self._max_batch)
+        # consume() with a timeout waits until the batch is full; with none it returns what is there.
+        more = self._consumer.consume(num_messages=room - 1, timeout=0) if room > 1 else []
+        batch: list[Message] = []
+        for msg in (first, *more):
+            err = msg.error()
+            if err is None:
+                batch.append(msg)
+            elif err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                _log.warning("%s: consumer error: %s", self._name, err)
+        return batch
+
+    def _admit(self, batch: list[Message]) -> None:
+        with self._free_lock:
+            self._admitting -= 1
+        for msg in batch:
+            if self._store_after:
+                self._in_flight.setdefault(_tp(msg), set()).add(_offset(msg))
+            task = self._loop.create_task(self._handle(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _release(self) -> None:
+        with self._free_lock:
+            self._free += 1
+            self._room.set()
 
     async def _handle(self, msg: Message) -> None:
         try:
@@ -139,7 +177,7 @@ class TaskConsumer:
         except Exception:  # noqa: BLE001 - one bad record must not stop the worker
             _log.exception("%s: handling a record failed", self._name)
         finally:
-            self._slots.release()
+            self._release()
             if self._store_after:
                 self._mark_done(msg)
 
@@ -190,6 +228,10 @@ class CommandProducer:
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",  # the Java client's placement, which the engine's topics use
                 "linger.ms": 2,
+                # Only failures need a report: a Python call per delivered record (in the poll thread,
+                # taking the GIL from the loop) was the producer's largest cost.
+                "on_delivery": self._on_delivery,
+                "delivery.report.only.error": True,
             }
         )
         self._stop = threading.Event()
@@ -211,7 +253,7 @@ class CommandProducer:
         """Enqueue one record (never blocks for long: a full queue waits for deliveries)."""
         while True:
             try:
-                self._producer.produce(topic, key=key, value=value, on_delivery=self._on_delivery)
+                self._producer.produce(topic, key=key, value=value)
                 return
             except BufferError:
                 self._producer.poll(0.05)

@@ -249,7 +249,7 @@ class Worker:
                 {**consumer_cfg, "group.id": f"{group}-workflow", "enable.auto.offset.store": False},
                 loop,
                 self._on_workflow_task,
-                asyncio.Semaphore(self._wf_slots),
+                self._wf_slots,
                 topics=[self._workflow_topic],
                 store_after_handling=True,
             )
@@ -262,7 +262,7 @@ class Worker:
                 {**consumer_cfg, "group.id": f"{group}-activity"},
                 loop,
                 self._on_activity_task,
-                asyncio.Semaphore(self._act_slots),
+                self._act_slots,
                 topics=[self._activity_topic],
             )
             self._consumers.append(self._act_consumer)
@@ -276,7 +276,7 @@ class Worker:
                 },
                 loop,
                 self._on_control,
-                asyncio.Semaphore(1000),
+                1000,
                 assignment=[TopicPartition(self.control_topic, 0, control_offset)],
             )
             self._control.start()

@@ -199,7 +199,7 @@ class WorkflowInstance(DeterministicEventLoop):
         previous_loop = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(self)
         try:
-            for task in asyncio.all_tasks(self):
+            for task in list(self._own_tasks):
                 task.cancel()
             with self._watchdog.guard():
                 while self._run_ready():
@@ -659,6 +659,7 @@ class WorkflowInstance(DeterministicEventLoop):
             name=f"activity-{seq}",
         )
         handle._on_cancel = lambda: self._cancel_activity(pending)
+        self._track(handle)
         return handle
 
     async def _await_cancellable(self, future: asyncio.Future[Any], on_cancel: Callable[[], None]) -> Any:
@@ -724,6 +725,7 @@ class WorkflowInstance(DeterministicEventLoop):
         handle._on_cancel = lambda: self._cancel_child(pending)
         handle._child_id = command.workflow_id
         handle._child_first_run_id = run_id
+        self._track(handle)
         return handle
 
     def _cancel_child(self, pending: _PendingChild) -> None:

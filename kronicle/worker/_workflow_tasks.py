@@ -29,6 +29,7 @@ from kronicle.converter import DataConverter
 from kronicle.worker import _activation as act
 from kronicle.worker._commands import commands_to_wire
 from kronicle.worker._history import RunHistory, UnsupportedCommandError, WorkflowTaskFailedError
+from kronicle.worker._inline import InlinePolicy
 from kronicle.worker._workflow_instance import DEFAULT_DEADLOCK_TIMEOUT, WorkflowInstance
 from kronicle.workflow._definition import WorkflowDefinition
 
@@ -57,6 +58,8 @@ class WorkflowTaskRunner:
             store is written just after the transaction that sent the task commits).
         clock: The wall clock giving a live task's start time (tests pass the engine's clock).
         executor: Threads to run activations on (None: the event loop's thread).
+        inline_activations: With an executor and a deadlock timeout, let workflow types whose live
+            activations prove cheap run them on the event loop's thread (see :mod:`kronicle.worker._inline`).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class WorkflowTaskRunner:
         history_wait: timedelta = timedelta(seconds=5),
         clock: Callable[[], datetime] | None = None,
         executor: Executor | None = None,
+        inline_activations: bool = True,
     ) -> None:
         self._definitions = {}
         for cls in workflows:
@@ -86,6 +90,9 @@ class WorkflowTaskRunner:
         self._history_wait = history_wait.total_seconds()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._executor = executor
+        # Without the deadlock detector nothing would ever free a loop that workflow code blocked.
+        inline = inline_activations and executor is not None and deadlock_timeout is not None
+        self._inline: dict[str | None, InlinePolicy] | None = {} if inline else None
         self._cache: collections.OrderedDict[str, RunHistory] = collections.OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats: collections.Counter[str] = collections.Counter()
@@ -232,6 +239,7 @@ class WorkflowTaskRunner:
                 namespace=self._namespace,
                 data_converter=self._dc,
                 executor=self._executor,
+                inline=self._inline_policy(defn.name),
             )
             self._remember(run)
         if events and int(events[-1]["event_id"]) > scheduled:
@@ -271,6 +279,14 @@ class WorkflowTaskRunner:
             "identity": self._identity,
             "commands": commands,
         }
+
+    def _inline_policy(self, name: str | None) -> InlinePolicy | None:
+        if self._inline is None:
+            return None
+        policy = self._inline.get(name)
+        if policy is None:
+            policy = self._inline[name] = InlinePolicy(name or "<dynamic>")
+        return policy
 
     def _remember(self, run: RunHistory) -> None:
         if self._max_cached <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -45,14 +46,25 @@ def _metrics_middleware(registry: CollectorRegistry) -> Middleware:
         registry=registry,
     )
 
+    # The labelled children, looked up once: ``labels()`` validates and locks on every call.
+    counters: dict[tuple[str, str, int], Any] = {}
+    histograms: dict[tuple[str, str], Any] = {}
+
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
         started = time.perf_counter()
         response = await handler(request)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        requests.labels(request.method, route, str(response.status)).inc()
-        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        method, status = request.method, response.status
+        counter = counters.get((method, route, status))
+        if counter is None:
+            counter = counters[(method, route, status)] = requests.labels(method, route, str(status))
+        counter.inc()
+        histogram = histograms.get((method, route))
+        if histogram is None:
+            histogram = histograms[(method, route)] = latency.labels(method, route)
+        histogram.observe(time.perf_counter() - started)
         return response
 
     return middleware

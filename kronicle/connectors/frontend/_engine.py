@@ -47,6 +47,10 @@ class EngineLike(Protocol):
         """Wait until a batch touching the workflow committed; False on timeout."""
         ...
 
+    async def wait_for_close(self, workflow_id: str, timeout: float) -> bool:
+        """Wait until a batch that closed a run of the workflow committed; False on timeout."""
+        ...
+
     def ensure_task_queue(self, queue: str) -> None:
         """Create a task queue's topics if missing."""
         ...

@@ -31,6 +31,7 @@ __all__ = [
     "wire_payload",
     "wire_payload_list",
     "wire_payload_map",
+    "wire_retry_policy",
 ]
 
 MAX_ID_LENGTH = 1000
@@ -170,3 +171,41 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     return value
+
+
+_RETRY_INTS = ("initial_interval_ms", "maximum_interval_ms", "maximum_attempts")
+
+
+def wire_retry_policy(body: Mapping[str, Any], field: str) -> dict[str, Any] | None:
+    """An optional retry policy object, as the engine's ``RetryPolicy`` record (None when absent).
+
+    Zero or absent fields mean Temporal's defaults (1 s, 2.0, 100x the initial interval, unlimited).
+    """
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid(field, "must be an object with initial_interval_ms, backoff_coefficient, ...")
+    known = {*_RETRY_INTS, "backoff_coefficient", "non_retryable_error_types"}
+    unknown = set(value) - known
+    if unknown:
+        raise invalid(field, f"unknown keys {sorted(unknown)}; allowed: {', '.join(sorted(known))}")
+    policy: dict[str, Any] = {}
+    for name in _RETRY_INTS:
+        path = f"{field}.{name}"  # the error names the nested field
+        policy[name] = opt_int(
+            {path: value.get(name)}, path, maximum=2**31 - 1 if name == "maximum_attempts" else 2**62
+        )
+    coefficient = value.get("backoff_coefficient", 0)
+    if isinstance(coefficient, bool) or not isinstance(coefficient, int | float):
+        raise invalid(f"{field}.backoff_coefficient", f"must be a number, not {type(coefficient).__name__}")
+    if coefficient != 0 and not 1.0 <= coefficient <= 1000.0:
+        raise invalid(f"{field}.backoff_coefficient", "must be 0 (the default, 2.0) or between 1.0 and 1000")
+    policy["backoff_coefficient"] = float(coefficient)
+    types = value.get("non_retryable_error_types") or []
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise invalid(f"{field}.non_retryable_error_types", "must be a list of strings")
+    policy["non_retryable_error_types"] = [_check_str(f"{field}.non_retryable_error_types", t) for t in types]
+    if policy["maximum_interval_ms"] and policy["maximum_interval_ms"] < policy["initial_interval_ms"]:
+        raise invalid(f"{field}.maximum_interval_ms", "must not be less than initial_interval_ms")
+    return policy

@@ -67,6 +67,18 @@ _START_PROPS: dict[str, Any] = {
     "task_timeout_ms": _MS,
     "start_delay_ms": _MS,
     "cron_schedule": {"type": "string", "description": "Cron expression (UTC); runs start at its times."},
+    "retry_policy": {
+        "type": "object",
+        "description": "Retries of the whole workflow, each attempt a new run (0 = Temporal's default).",
+        "additionalProperties": False,
+        "properties": {
+            "initial_interval_ms": _MS,
+            "backoff_coefficient": {"type": "number", "minimum": 0, "maximum": 1000},
+            "maximum_interval_ms": _MS,
+            "maximum_attempts": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "non_retryable_error_types": {"type": "array", "items": {"type": "string"}},
+        },
+    },
     "memo": _OBJ_OF_PAYLOADS,
     "search_attributes": _OBJ_OF_PAYLOADS,
     "header": _OBJ_OF_PAYLOADS,

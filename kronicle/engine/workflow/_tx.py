@@ -11,7 +11,6 @@ fails the workflow task instead.
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -23,17 +22,20 @@ from kronicle.engine.workflow._state import (
     CF_RUNS,
     WorkflowTopics,
     attributes_field,
+    copy_state,
     dumps,
     event_key,
     loads,
 )
 
-__all__ = ["Config", "Run", "Tx", "WorkflowOptions"]
+__all__ = ["Config", "EncodeWithItems", "Run", "Tx", "WorkflowOptions"]
 
 Run = dict[str, Any]
 """The mutable state of one run (see ``docs/history.md`` for its fields)."""
 Encode = Callable[[str, Any], bytes]
 Decode = Callable[[bytes], tuple[str, Any]]
+EncodeWithItems = Callable[[str, dict[str, Any], str, list[bytes]], bytes]
+"""``(schema, datum, array field, encoded items) -> bytes`` (``SchemaRegistry.encode_with_items``)."""
 
 _ACTIVITY_CLOSE_EVENTS = frozenset(
     {"ActivityTaskCompleted", "ActivityTaskFailed", "ActivityTaskTimedOut", "ActivityTaskCanceled"}
@@ -89,6 +91,10 @@ class Config:
     decode: Decode
     options: WorkflowOptions
     stats: collections.Counter[str]
+    encode_with_items: EncodeWithItems | None = None
+    """Builds a workflow task from the stored event bytes; without it events are decoded and encoded again."""
+    closed: set[bytes] | None = None
+    """Workflow ids (keys) whose run closed, when someone collects them (``WorkflowHandler.take_closed``)."""
 
 
 class Tx:
@@ -147,7 +153,7 @@ class Tx:
     def savepoint(self) -> tuple[Any, ...]:
         """A point to :meth:`rollback` to."""
         return (
-            copy.deepcopy(self.runs),
+            copy_state(self.runs),
             {k: len(v) for k, v in self.events.items()},
             len(self.ops),
             self._current,
@@ -314,8 +320,20 @@ class Tx:
         wft["transient"] = False
 
     def _dispatch_workflow_task(self, topic: str, task: dict[str, Any], transient: dict[str, Any] | None) -> None:
-        # Runs at commit, after this command's events are in the context. Events of
-        # this command are used as they are; only older ones are read back.
+        # Runs at commit, after this command's events are in the context.
+        with_items = self.cfg.encode_with_items
+        if with_items is not None:
+            # The task's history is the events' stored bytes, joined (no decode, no second encode).
+            items = []
+            run_id = task["run_id"]
+            for event_id in range(task["first_event_id"], task["scheduled_event_id"] + 1):
+                if transient is not None and event_id == transient["event_id"]:
+                    items.append(self.cfg.encode(_EVENT, transient))
+                elif (raw := self.ctx.get(CF_EVENTS, event_key(run_id, event_id))) is not None:
+                    items.append(raw)
+            self.ctx.emit(topic, self.key, with_items("kronicle.workflow.WorkflowTask", task, "history", items))
+            return
+        # Events of this command are used as they are; only older ones are read back.
         fresh = {e["event_id"]: e for e in self.events.get(task["run_id"], [])}
         if transient is not None:
             fresh[transient["event_id"]] = transient
@@ -384,6 +402,8 @@ class Tx:
         self.flush_buffer(run)
         self.add_event(run, event_type, attrs)
         run["status"] = status
+        if self.cfg.closed is not None:
+            self.cfg.closed.add(self.key)
         run["close_time"] = self.now
         run["wft"] = None
         run["wft_backoff"] = False

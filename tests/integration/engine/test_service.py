@@ -107,3 +107,36 @@ def test_a_stopped_engine_does_not_serve_reads(kafka_bootstrap: str, tmp_path: P
     service.stop()
     with pytest.raises(NotServingError):
         service.describe("wf")
+
+
+async def test_a_close_waiter_sleeps_through_other_commits_and_wakes_when_the_run_closes(
+    engine: EngineService,
+) -> None:
+    closing = asyncio.create_task(engine.wait_for_close("wf-3", 20))
+    changed = asyncio.create_task(engine.wait_for_change("wf-3", 20))
+    await asyncio.sleep(0)  # both registered before the start is produced
+    start(engine, "wf-3", "q3")
+    assert await changed
+    await wait_history(engine, "wf-3", "WorkflowTaskScheduled")
+    assert not closing.done()  # the start committed, the run did not close
+    state = engine.describe("wf-3")
+    assert state is not None
+    send(
+        engine,
+        "kronicle.workflow.CompleteWorkflowTask",
+        {
+            "workflow_id": "wf-3",
+            "run_id": state["run_id"],
+            "scheduled_event_id": 2,
+            "attempt": 1,
+            "commands": [
+                {
+                    "command_type": "CompleteWorkflowExecution",
+                    "complete_workflow_execution_command_attributes": {"result": [b"done"]},
+                }
+            ],
+        },
+    )
+    assert await closing
+    assert engine.describe("wf-3")["status"] == "COMPLETED"  # type: ignore[index]
+    assert await engine.wait_for_close("wf-3", 0.2) is False  # nothing closes it again

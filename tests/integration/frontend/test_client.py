@@ -15,7 +15,7 @@ from kronicle.client import (
     WorkflowExecutionStatus,
     WorkflowHistory,
 )
-from kronicle.common import WorkflowIDConflictPolicy
+from kronicle.common import RetryPolicy, WorkflowIDConflictPolicy
 from kronicle.converter import DataConverter
 from kronicle.engine.service import EngineService
 from kronicle.exceptions import (
@@ -216,6 +216,49 @@ async def test_result_follows_continue_as_new(client: Client, engine: EngineServ
     await complete_task(engine, workflow_id, complete_command(await result_bytes("second run")))
     assert await asyncio.wait_for(handle.result(), 20) == "second run"
     assert (await client.get_workflow_handle(workflow_id).describe()).run_id == new_run
+
+
+async def test_result_follows_the_retry_policy_to_the_attempt_that_succeeds(
+    client: Client, engine: EngineService
+) -> None:
+    workflow_id = new_id()
+    policy = RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=3)
+    handle = await client.start_workflow("Greeting", id=workflow_id, task_queue="cq", retry_policy=policy)
+    first_run = handle.result_run_id
+    failure = failure_to_wire(await DataConverter.default.encode_failure(ApplicationError("flaky", type="Flaky")))
+    fail = {"command_type": "FailWorkflowExecution", "fail_workflow_execution_command_attributes": {"failure": failure}}
+    await complete_task(engine, workflow_id, fail)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (run := engine.describe(workflow_id)) is None or run["run_id"] == first_run:
+        assert loop.time() < deadline, "the retry policy started no second attempt"
+        await engine.wait_for_change(workflow_id, 0.5)
+    assert run["attempt"] == 2 and run["retry_policy"]["maximum_attempts"] == 3
+    # Run-pinned, without following, the first run's own outcome is the failure.
+    pinned = client.get_workflow_handle(workflow_id, run_id=first_run)
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(pinned.result(follow_runs=False), 20)
+    await complete_task(engine, workflow_id, complete_command(await result_bytes("second attempt")))
+    assert await asyncio.wait_for(handle.result(), 20) == "second attempt"
+    assert await asyncio.wait_for(pinned.result(), 20) == "second attempt"
+
+
+async def test_a_malformed_retry_policy_is_a_clear_invalid_argument(client: Client) -> None:
+    for policy, field in (
+        ({"maximum_attempts": -1}, "maximum_attempts"),
+        ({"backoff_coefficient": 0.5}, "backoff_coefficient"),
+        ({"initial_interval_ms": 1000, "maximum_interval_ms": 10}, "maximum_interval_ms"),
+        ({"non_retryable_error_types": [1]}, "non_retryable_error_types"),
+        ({"maximum_attempt": 3}, "unknown keys"),
+        ("3 times", "retry_policy"),
+    ):
+        with pytest.raises(RPCError) as info:
+            await client._transport.request(
+                "POST",
+                client._ns_path("workflows"),
+                body={"workflow_id": new_id(), "workflow_type": "Greeting", "task_queue": "cq", "retry_policy": policy},
+            )
+        assert info.value.status == RPCStatusCode.INVALID_ARGUMENT and field in info.value.message, policy
 
 
 async def test_list_and_count_without_a_visibility_store_are_unimplemented(client: Client) -> None:

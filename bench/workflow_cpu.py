@@ -1,0 +1,189 @@
+"""CPU of the engine's batch + workflow handler per one-activity workflow, without Kafka.
+
+Drives :class:`~kronicle.engine.batch.PartitionBatch` with the real
+:class:`~kronicle.engine.workflow.WorkflowHandler` and schema registry over an
+in-memory store, the way the processor does at saturation: ``--concurrency``
+workflows advance together, each step of all of them in one batch (start,
+workflow-task completion scheduling the activity, activity completion,
+workflow-task completion closing the workflow), and the batch's writes are
+applied to the store before the next one. Commands are encoded as a worker and
+the frontend encode them and the batch decodes them, so the figure covers
+decode, handler, state and event codecs, and building every output record.
+
+    python -m bench.workflow_cpu [--workflows 2000] [--concurrency 200] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from kronicle.engine.batch import InputRecord, PartitionBatch
+from kronicle.engine.workflow import WorkflowHandler, WorkflowTopics
+from kronicle.schemas import default_registry
+
+__all__ = ["main", "run"]
+
+_NS = "kronicle.workflow."
+_PAYLOAD = b'\x00\x00\x00\x1a{"encoding":"json/plain"}"sat-abc123-1"'
+
+
+def _cmd(command_type: str, **attrs: Any) -> dict[str, Any]:
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in command_type).lstrip("_")
+    return {"command_type": command_type, f"{snake}_command_attributes": attrs}
+
+
+def run(workflows: int, concurrency: int) -> float:
+    """Microseconds of CPU per workflow (process time) for ``workflows`` one-activity workflows."""
+    registry = default_registry()
+    topics = WorkflowTopics("bench")
+    handler = WorkflowHandler(topics=topics, encode=registry.encode, decode=registry.decode)
+    store: dict[tuple[str, bytes], bytes] = {}
+    offset = 0
+    wf_tasks = topics.workflow_tasks("bench")
+    act_tasks = topics.activity_tasks("bench")
+
+    def encoded(values: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any], bytes]]:
+        # Encoded before the clock starts: the frontend and the worker do that, not the engine.
+        return [(name, value, registry.encode(_NS + name, value)) for name, value in values]
+
+    def batch_of(values: list[tuple[str, dict[str, Any], bytes]]) -> list[Any]:
+        nonlocal offset
+        batch = PartitionBatch(
+            partition=0,
+            now_ms=time.time_ns() // 1_000_000,
+            handler=handler,
+            codec=registry,
+            read=lambda cf, key: store.get((cf, key)),
+            commands_topic=topics.commands,
+            dlq_topic="kronicle.bench.dlq",
+        )
+        for _name, value, raw in values:
+            batch.add(InputRecord(0, offset, value["workflow_id"].encode(), raw, (), batch.now_ms))
+            offset += 1
+        assert not batch.dead_lettered, batch.effects.outputs[-1].headers
+        for key, val in batch.effects.writes.items():
+            if val is None:
+                store.pop(key, None)
+            else:
+                store[key] = val
+        return batch.effects.outputs
+
+    def tasks(outputs: list[Any], topic: str) -> list[dict[str, Any]]:
+        return [registry.decode(o.value)[1] for o in outputs if o.topic == topic]
+
+    cpu = 0.0
+    done = 0
+    while done < workflows:
+        n = min(concurrency, workflows - done)
+        ids = [f"wf-{done + i}" for i in range(n)]
+        starts = [
+            (
+                "StartWorkflow",
+                {
+                    "workflow_id": wid,
+                    "workflow_type": "OneActivity",
+                    "task_queue": "bench",
+                    "input": [_PAYLOAD],
+                    "request_id": f"req-{wid}",
+                    "identity": "bench",
+                    "reply_to": "kronicle.bench.replies.x",
+                },
+            )
+            for wid in ids
+        ]
+        starts_raw = encoded(starts)
+        t0 = time.process_time()
+        out = batch_of(starts_raw)
+        cpu += time.process_time() - t0
+        completions = [
+            (
+                "CompleteWorkflowTask",
+                {
+                    "workflow_id": t["workflow_id"],
+                    "run_id": t["run_id"],
+                    "scheduled_event_id": t["scheduled_event_id"],
+                    "attempt": t["attempt"],
+                    "started_time_ms": t["scheduled_time_ms"],
+                    "identity": "worker",
+                    "commands": [
+                        _cmd(
+                            "ScheduleActivityTask",
+                            activity_id="1",
+                            activity_type="echo",
+                            task_queue="bench",
+                            header={},
+                            input=[_PAYLOAD],
+                            schedule_to_close_timeout_ms=0,
+                            schedule_to_start_timeout_ms=0,
+                            start_to_close_timeout_ms=30_000,
+                            heartbeat_timeout_ms=0,
+                            retry_policy=None,
+                        )
+                    ],
+                },
+            )
+            for t in tasks(out, wf_tasks)
+        ]
+        completions_raw = encoded(completions)
+        t0 = time.process_time()
+        out = batch_of(completions_raw)
+        cpu += time.process_time() - t0
+        results = [
+            (
+                "CompleteActivityTask",
+                {
+                    "workflow_id": t["workflow_id"],
+                    "run_id": t["run_id"],
+                    "scheduled_event_id": t["scheduled_event_id"],
+                    "attempt": t["attempt"],
+                    "started_time_ms": t["scheduled_time_ms"],
+                    "identity": "worker",
+                    "result": [_PAYLOAD],
+                },
+            )
+            for t in tasks(out, act_tasks)
+        ]
+        results_raw = encoded(results)
+        t0 = time.process_time()
+        out = batch_of(results_raw)
+        cpu += time.process_time() - t0
+        closes = [
+            (
+                "CompleteWorkflowTask",
+                {
+                    "workflow_id": t["workflow_id"],
+                    "run_id": t["run_id"],
+                    "scheduled_event_id": t["scheduled_event_id"],
+                    "attempt": t["attempt"],
+                    "started_time_ms": t["scheduled_time_ms"],
+                    "identity": "worker",
+                    "commands": [_cmd("CompleteWorkflowExecution", result=[_PAYLOAD])],
+                },
+            )
+            for t in tasks(out, wf_tasks)
+        ]
+        closes_raw = encoded(closes)
+        t0 = time.process_time()
+        out = batch_of(closes_raw)
+        cpu += time.process_time() - t0
+        closed = sum(1 for o in out if o.topic == topics.visibility)
+        assert closed == n, f"{closed} of {n} workflows closed"
+        done += n
+    return cpu * 1e6 / workflows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workflows", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    figures = sorted(run(args.workflows, args.concurrency) for _ in range(args.repeat))
+    best, median = figures[0], figures[len(figures) // 2]
+    print(f"handler CPU per one-activity workflow: best {best:.0f} us, median {median:.0f} us")
+
+
+if __name__ == "__main__":
+    main()
