@@ -177,3 +177,22 @@ def summarise_rss(samples: list[tuple[float, float]]) -> dict[str, Any]:
         "seconds": samples[-1][0],
         "samples": samples,
     }
+
+
+def state_memory_mb(frontend: str) -> dict[str, float]:
+    """The engine's RocksDB memory (``kronicle_state_memory_bytes`` on the frontend's /metrics), MB by kind."""
+    import re
+    import urllib.request
+
+    url = (frontend if "://" in frontend else f"http://{frontend}").rstrip("/") + "/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for labels, value in re.findall(r"^kronicle_state_memory_bytes\{([^}]*)\} (\S+)$", text, re.MULTILINE):
+        kind = dict(re.findall(r'(\w+)="([^"]*)"', labels)).get("kind")
+        if kind:
+            out[kind] = round(out.get(kind, 0.0) + float(value) / 2**20, 1)
+    return out

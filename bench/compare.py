@@ -38,12 +38,13 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench import _workloads as workloads
 from bench._adapters import KronicleAdapter, TemporalAdapter, temporal_available
-from bench._machine import RssSampler, cpu_seconds, load_average, machine_info, versions
+from bench._machine import RssSampler, cpu_seconds, load_average, machine_info, state_memory_mb, versions
 
 __all__ = ["Plan", "main", "run"]
 
@@ -190,12 +191,17 @@ async def _memory(adapter: Any, plan: Plan) -> dict[str, Any]:
     concurrency = plan.sweep[-1]
     await workloads.sequential_latency(adapter, 0, warmup=plan.warmup)
     sampler = RssSampler(adapter.server_pids(), interval_s=1.0).start()
+    # RocksDB's part of the engine's RSS (block cache with memtables), read from /metrics.
+    state = partial(state_memory_mb, getattr(adapter.client, "target", ""))
+    loop = asyncio.get_running_loop()
+    rocksdb_start = await loop.run_in_executor(None, state)
     try:
         level = await workloads.saturation(adapter, 10**9, concurrency, max_seconds=plan.memory_s)
     finally:
         rss = sampler.stop()
-    _log(f"{adapter.name}: memory run: {level['completed']} workflows in {level['seconds']} s")
-    return {"run": level, "rss": rss}
+    rocksdb = {"start": rocksdb_start, "end": await loop.run_in_executor(None, state)}
+    _log(f"{adapter.name}: memory run: {level['completed']} workflows in {level['seconds']} s, RocksDB MB {rocksdb}")
+    return {"run": level, "rss": rss, "rocksdb_mb": rocksdb}
 
 
 def _raw(plan: Plan, kafka: str | None = None) -> dict[str, Any]:
@@ -312,6 +318,7 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
             "workflows": memory["run"]["completed"],
             "throughput_wf_per_s": memory["run"]["throughput_wf_per_s"],
             "rss": memory["rss"],
+            "rocksdb_mb": memory["rocksdb_mb"],
             "load": [memory["load_before"], memory["load_after"]],
         }
     if not skip_raw:

@@ -10,6 +10,7 @@ __all__ = [
     "DLQ",
     "LAG",
     "PARTITIONS",
+    "STATE_MEMORY",
     "TIMERS_FIRED",
     "TRANSACTIONS",
     "TRANSACTION_SECONDS",
@@ -33,3 +34,8 @@ DLQ = Counter("kronicle_engine_dlq_total", "Commands sent to the dead-letter top
 TIMERS_FIRED = Counter("kronicle_engine_timers_fired_total", "Durable timers fired.", ["namespace"])
 LAG = Gauge("kronicle_engine_lag_records", "Commands not yet processed, per partition.", ["namespace", "partition"])
 PARTITIONS = Gauge("kronicle_engine_partitions", "Partitions this process owns, by phase.", ["namespace", "phase"])
+STATE_MEMORY = Gauge(
+    "kronicle_state_memory_bytes",
+    "RocksDB memory of the state store, by kind: block_cache (memtables charged to it included), memtables, pinned.",
+    ["namespace", "kind"],
+)

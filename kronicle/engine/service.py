@@ -30,6 +30,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from kronicle.engine import metrics
 from kronicle.engine.processor import Processor, ProcessorConfig
 from kronicle.engine.workflow import WorkflowHandler, WorkflowOptions, WorkflowTopics, describe, read_history
 from kronicle.schemas import SchemaRegistry, default_registry
@@ -102,6 +103,12 @@ class EngineService:
             on_commit=self._notify,
             **({"clock": clock} if clock is not None else {}),
         )
+        store = self.processor.store
+        # Read at scrape time; the cache and the memtable budget are safe to read from any thread.
+        memory = metrics.STATE_MEMORY
+        memory.labels(namespace, "block_cache").set_function(lambda: store.memory_usage().block_cache_bytes)
+        memory.labels(namespace, "memtables").set_function(lambda: store.memory_usage().memtable_bytes)
+        memory.labels(namespace, "pinned").set_function(lambda: store.memory_usage().pinned_bytes)
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._waiters: dict[bytes, list[_Waiter]] = collections.defaultdict(list)

@@ -15,6 +15,7 @@ from kronicle.state.changelog import CHANGELOG_KEY_SCHEMA_ID, decode_changelog_k
 from kronicle.state.restore import Restorer, RestoreResult
 from kronicle.state.standby import StandbyReplicator
 from kronicle.state.store import (
+    MemoryUsage,
     PartitionNotOpenError,
     StateStore,
     StateStoreError,
@@ -26,6 +27,7 @@ __all__ = [
     "CHANGELOG_KEY_SCHEMA_ID",
     "ChangelogCorruptError",
     "ChangelogTopicError",
+    "MemoryUsage",
     "PartitionNotOpenError",
     "RestoreResult",
     "Restorer",

@@ -34,11 +34,13 @@ from rocksdict import (
     Rdict,
     ReadOptions,
     WriteBatch,
+    WriteBufferManager,
     WriteOptions,
 )
 
 __all__ = [
     "META_COLUMN_FAMILY",
+    "MemoryUsage",
     "PartitionNotOpenError",
     "StateStore",
     "StateStoreError",
@@ -56,6 +58,7 @@ _TOPIC_ID_KEY: Final = b"changelog_topic_id"
 _OFFSET: Final = struct.Struct(">q")
 # RocksDB always has this family; Kronicle keeps nothing in it.
 _DEFAULT_CF: Final = "default"
+_ARENA_BLOCK_BYTES: Final = 64 * 1024
 
 
 class StateStoreError(Exception):
@@ -76,10 +79,20 @@ class PartitionNotOpenError(StateStoreError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreOptions:
-    """Tuning of a :class:`StateStore`, shared by all its partitions."""
+    """Tuning of a :class:`StateStore`, shared by all its partitions.
+
+    RocksDB's memory is bounded per store, however many partitions are open:
+    ``block_cache_bytes`` holds data, index and filter blocks *and* the
+    memtables (charged to it, up to ``memtable_bytes``). The cache fills as
+    the state on disk grows, so a fresh engine's resident memory rises by up
+    to ``block_cache_bytes`` before it levels off.
+    """
 
     block_cache_bytes: int = 64 * 1024 * 1024
-    """LRU block cache shared by every partition and column family of the store."""
+    """LRU block cache shared by every partition and column family of the store; memtables count against it."""
+    memtable_bytes: int = 32 * 1024 * 1024
+    """All memtables of the store together (every partition and column family); past about 90% of it
+    RocksDB flushes one. At most ``block_cache_bytes``."""
     write_buffer_bytes: int = 8 * 1024 * 1024
     """Memtable size per column family before it is flushed to an SST file."""
     bloom_bits_per_key: int = 10
@@ -88,6 +101,18 @@ class StoreOptions:
     """SST data block size; small blocks suit point lookups of small values."""
     background_jobs: int = 2
     """Flush and compaction threads per DB (the machine is shared with Kafka)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemoryUsage:
+    """RocksDB memory of a :class:`StateStore` at one moment, in bytes."""
+
+    block_cache_bytes: int
+    """In the block cache, memtables included (its capacity is ``StoreOptions.block_cache_bytes``)."""
+    pinned_bytes: int
+    """Part of the block cache that cannot be evicted now (pinned index and filter blocks, blocks in use)."""
+    memtable_bytes: int
+    """Memtables of every partition and column family (bounded by ``StoreOptions.memtable_bytes``)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -130,8 +155,18 @@ class StateStore:
         self._namespace = namespace
         self._column_families = tuple(names)
         self._options = options or StoreOptions()
-        # One cache for all partitions: the memory bound is per process, not per DB.
+        if not 0 < self._options.memtable_bytes <= self._options.block_cache_bytes:
+            raise ValueError(
+                f"StoreOptions.memtable_bytes ({self._options.memtable_bytes}) must be positive and at most "
+                f"block_cache_bytes ({self._options.block_cache_bytes}): memtables are charged to the block cache"
+            )
+        # One cache and one memtable budget for all partitions: the memory bound is per process, not
+        # per DB. Without the shared budget each column family of each partition could hold
+        # max_write_buffer_number memtables of its own, a bound that grows with the partitions.
         self._cache = Cache(self._options.block_cache_bytes)
+        self._write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            self._options.memtable_bytes, False, self._cache
+        )
         self._write_options = WriteOptions()
         # The changelog topic is the durable journal, so no write here waits for an
         # fsync. The WAL stays on, though: it makes a multi-family batch atomic
@@ -232,6 +267,14 @@ class StateStore:
     def open_partitions(self) -> set[int]:
         """The partitions whose DB is open."""
         return set(self._partitions)
+
+    def memory_usage(self) -> MemoryUsage:
+        """RocksDB's memory for the whole store (safe to call from any thread)."""
+        return MemoryUsage(
+            block_cache_bytes=int(self._cache.get_usage()),
+            pinned_bytes=int(self._cache.get_pinned_usage()),
+            memtable_bytes=int(self._write_buffers.get_usage()),
+        )
 
     # -- reads ---------------------------------------------------------------
 
@@ -347,6 +390,7 @@ class StateStore:
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
         opts.set_max_background_jobs(self._options.background_jobs)
+        opts.set_write_buffer_manager(self._write_buffers)
         opts.set_wal_recovery_mode(DBRecoveryMode.point_in_time())
         # Stale WAL files are deleted once their memtables are flushed; this caps
         # how much WAL a partition with a quiet family can accumulate.
@@ -369,6 +413,10 @@ class StateStore:
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         opts.set_block_based_table_factory(table)
         opts.set_write_buffer_size(self._options.write_buffer_bytes)
+        # A memtable holds at least one arena block (by default 1/8 of the write buffer, 1 MiB
+        # here), so the shared memtable budget would be eaten by near-empty families (eight per
+        # partition) and RocksDB would flush them over and over; small blocks keep that floor low.
+        opts.set_arena_block_size(_ARENA_BLOCK_BYTES)
         opts.set_max_write_buffer_number(3)
         # LZ4 is nearly free on CPU and still shrinks repetitive Avro state.
         opts.set_compression_type(DBCompressionType.lz4())

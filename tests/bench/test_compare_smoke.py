@@ -35,6 +35,7 @@ async def test_every_workload_runs_on_every_engine_and_reports(kafka_bootstrap: 
         assert r["ten_activities"]["n"] == plan.ten
         assert r["signals"]["workflow"]["n"] == plan.signal_workflows
     assert result["kronicle"]["memory"]["rss"]["engine"]["max_mb"] > 0
+    assert result["kronicle"]["memory"]["rocksdb_mb"]["end"]["block_cache"] > 0
     assert result["raw_kafka"]["records_per_s"] > 0
     assert set(result["versions"]) >= {"kafka", "python", "confluent_kafka", "temporalio", "temporal_cli"}
     assert result["machine"]["cpus"] >= 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from kronicle.connectors.frontend._commands import CommandGateway
 from kronicle.connectors.frontend._engine import EngineLike
@@ -132,7 +132,8 @@ def create_app(
 
     async def metrics(request: web.Request) -> web.Response:
         """GET /metrics."""
-        resp = web.Response(body=generate_latest(metrics_registry))
+        # The frontend's own metrics, then the process-wide ones (the engine's and its state store's).
+        resp = web.Response(body=generate_latest(metrics_registry) + generate_latest(REGISTRY))
         resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return resp
 

@@ -10,6 +10,7 @@ def test_exported_names() -> None:
         "CHANGELOG_KEY_SCHEMA_ID",
         "ChangelogCorruptError",
         "ChangelogTopicError",
+        "MemoryUsage",
         "PartitionNotOpenError",
         "RestoreResult",
         "Restorer",

@@ -1,0 +1,205 @@
+"""What grows in the engine process at saturation: RSS next to RocksDB, glibc and Python figures.
+
+Usage::
+
+    python -m bench.memory_probe [--seconds 600] [--callers 200] [--out mem.jsonl]
+        [--cache-mb 64 --memtable-mb 32] [--tracemalloc]
+
+Starts the dev stack (a fresh broker, the engine and the frontend, one
+partition, like ``kronicle server start-dev --partitions 1``) in a child
+process that writes one JSON line every ``--period`` seconds: RSS, the state
+store's ``memory_usage()``, RocksDB properties summed over column families,
+glibc's ``malloc_info`` (heap size and free lists), the gc object count and,
+with ``--tracemalloc``, Python's traced total. This process runs the bench's
+worker and closed-loop callers for ``--seconds``, then prints the slopes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+_PROPS = ("rocksdb.size-all-mem-tables", "rocksdb.total-sst-files-size", "rocksdb.estimate-table-readers-mem")
+
+
+def _malloc_info() -> dict[str, float]:
+    """glibc heap size and the free bytes in it, MB (empty off glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return {}
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    with tempfile.NamedTemporaryFile(suffix=".xml") as tmp:
+        fp = libc.fopen(tmp.name.encode(), b"w")
+        libc.malloc_info(0, fp)
+        libc.fclose(fp)
+        xml = Path(tmp.name).read_text()
+    tail = xml[xml.rfind("</heap>") :]
+    system = re.search(r'<system type="current" size="(\d+)"', tail)
+    free = sum(int(m) for m in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', tail))
+    return {"malloc_heap_mb": round(int(system.group(1)) / 2**20, 1) if system else 0.0, "malloc_free_mb": free / 2**20}
+
+
+def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
+    rec: dict[str, Any] = {"rss_mb": round(proc.memory_info().rss / 2**20, 1)}
+    engine = stack.engine
+    store = engine.processor.store
+    usage = store.memory_usage()
+    rec["rocksdb_mb"] = {
+        "block_cache": round(usage.block_cache_bytes / 2**20, 1),
+        "memtables": round(usage.memtable_bytes / 2**20, 1),
+    }
+    props = dict.fromkeys(_PROPS, 0)
+    with engine.processor.store_lock:
+        for part in store._partitions.values():
+            for family in (*part.cfs.values(), part.meta):
+                for prop in _PROPS:
+                    props[prop] += int(family.property_int_value(prop) or 0)
+    rec["rocksdb_props_mb"] = {k.removeprefix("rocksdb."): round(v / 2**20, 1) for k, v in props.items()}
+    rec.update({k: round(v, 1) for k, v in _malloc_info().items()})
+    rec["gc_objects"] = len(gc.get_objects())
+    if traced:
+        rec["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+    return rec
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from kronicle.state import store as store_module
+
+    if args.cache_mb or args.memtable_mb:
+        sized = store_module.StoreOptions(
+            block_cache_bytes=(args.cache_mb or 64) << 20, memtable_bytes=(args.memtable_mb or 32) << 20
+        )
+        original = store_module.StateStore.__init__
+
+        def init(self: Any, root: Any, namespace: str, cfs: Any, *, options: Any = sized) -> None:
+            original(self, root, namespace, cfs, options=options)
+
+        store_module.StateStore.__init__ = init  # type: ignore[method-assign]
+    from kronicle.connectors.dev_stack import DevStack
+
+    if args.tracemalloc:
+        tracemalloc.start()
+    stack = DevStack(port=0, namespace="default", partitions=1)
+    await stack.start()
+    print(f"frontend http://{stack.frontend_address}", flush=True)
+    stop = threading.Event()
+
+    def sampler() -> None:
+        proc, t0 = psutil.Process(), time.monotonic()
+        with Path(args.out).open("w") as out:
+            while not stop.wait(args.period):
+                rec = {"t": round(time.monotonic() - t0, 1), **_sample(stack, proc, args.tracemalloc)}
+                out.write(json.dumps(rec) + "\n")
+                out.flush()
+
+    threading.Thread(target=sampler, daemon=True).start()
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    stop.set()
+    await stack.stop()
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mt, mv = sum(t for t, _ in points) / n, sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (v - mv) for t, v in points) / var * 60 if var else 0.0
+
+
+async def _drive(args: argparse.Namespace) -> None:
+    from bench._adapters import KronicleAdapter
+    from kronicle.client import Client
+    from kronicle.worker import Worker
+
+    cmd = [sys.executable, "-m", "bench.memory_probe", "--serve", *sys.argv[1:]]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    address = await asyncio.get_running_loop().run_in_executor(None, server.stdout.readline)
+    if not address.startswith("frontend http://"):
+        raise RuntimeError(f"the probe's server did not start: {address!r}")
+    client = await Client.connect(address.split("http://", 1)[1].strip(), namespace="default")
+    wf = KronicleAdapter(slots=args.callers).wf
+    worker = Worker(
+        client,
+        task_queue="bench",
+        workflows=[wf.OneActivity],
+        activities=[wf.echo],
+        max_concurrent_activities=200,
+        max_concurrent_workflow_tasks=200,
+    )
+    await worker.start()
+    run, counter, done = uuid.uuid4().hex[:6], itertools.count(), 0
+    deadline = time.monotonic() + args.seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            workflow_id = f"mem-{run}-{next(counter)}"
+            await client.execute_workflow(wf.OneActivity.run, workflow_id, id=workflow_id, task_queue="bench")
+            done += 1
+
+    try:
+        await asyncio.gather(*(caller() for _ in range(args.callers)))
+    finally:
+        await worker.shutdown()
+        await client.close()
+        server.send_signal(signal.SIGTERM)
+        await asyncio.get_running_loop().run_in_executor(None, server.wait, 60)
+    rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
+    rss = [(r["t"], r["rss_mb"]) for r in rows]
+    rest = [(r["t"], r["rss_mb"] - r["rocksdb_mb"]["block_cache"]) for r in rows]
+    summary = {
+        "workflows": done,
+        "wf_per_s": round(done / args.seconds, 1),
+        "load": os.getloadavg(),
+        "rss_first_last_max_mb": [rss[0][1], rss[-1][1], max(v for _, v in rss)] if rss else [],
+        "rss_slope_second_half_mb_per_min": round(_slope(rss[len(rss) // 2 :]), 2),
+        "rss_minus_rocksdb_slope_second_half_mb_per_min": round(_slope(rest[len(rest) // 2 :]), 2),
+        "rocksdb_mb_at_end": rows[-1]["rocksdb_mb"] if rows else {},
+    }
+    print(json.dumps(summary, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--callers", type=int, default=200)
+    parser.add_argument("--period", type=float, default=10, help="seconds between samples")
+    parser.add_argument("--out", default="memory-probe.jsonl", help="where the samples go (JSON lines)")
+    parser.add_argument("--cache-mb", type=int, default=0, help="StoreOptions.block_cache_bytes (default 64)")
+    parser.add_argument("--memtable-mb", type=int, default=0, help="StoreOptions.memtable_bytes (default 32)")
+    parser.add_argument("--tracemalloc", action="store_true", help="also record Python's traced memory")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    asyncio.run(_serve(args) if args.serve else _drive(args))
+
+
+if __name__ == "__main__":
+    main()
