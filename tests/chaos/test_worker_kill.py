@@ -108,12 +108,14 @@ async def test_killing_workers_mid_activity_and_mid_workflow_task_loses_and_repe
     ids = [f"wk-{i}" for i in range(workflows)]
     kill_log: list[str] = []
     try:
-        # Start the workflows over a few seconds, in small concurrent groups, while the kills go on.
+        # Start the workflows over a few seconds, in small concurrent groups, while the kills go on;
+        # spread enough (~4 s in the short run) that the first kills find activities running even
+        # when workers and engine are quick.
         async def load() -> None:
             for first in range(0, workflows, 20):
                 group = range(first, min(workflows, first + 20))
                 await asyncio.gather(*(start_and_signal(client, ids[i], i, queue) for i in group))
-                await asyncio.sleep(0.2 if short else 0.05)
+                await asyncio.sleep(0.6 if short else 0.05)
 
         async def chaos() -> None:
             await asyncio.sleep(2.0)  # the first activities are running
