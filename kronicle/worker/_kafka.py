@@ -189,7 +189,7 @@ class CommandProducer:
                 **config,
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",  # the Java client's placement, which the engine's topics use
-                "linger.ms": 2,
+                "linger.ms": 0,  # a workflow's every hop waits for this record: send at once
             }
         )
         self._stop = threading.Event()
