@@ -112,6 +112,11 @@ async def test_a_retried_signal_is_still_accepted_after_the_run_closed(
     assert status == 200
     status, body = await call(frontend, "POST", wf(engine, workflow_id, "/terminate"), {"reason": "done"})
     assert status == 200, body
+    # The frontend waits up to 2 s for its store to show the terminate; on a loaded machine, wait on.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while engine.describe(workflow_id)["status"] == "RUNNING" and loop.time() < deadline:  # type: ignore[index]
+        await engine.wait_for_change(workflow_id, 0.5)
     # The first attempt was applied before the run closed: a retry of it succeeds (the engine
     # remembers its request id), while a new signal is refused.
     status, body = await call(frontend, "POST", wf(engine, workflow_id, "/signal/approve"), {"request_id": "once"})
