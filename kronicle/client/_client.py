@@ -423,9 +423,12 @@ class WorkflowHandle(Generic[ReturnT]):
         return self._client._ns_path("workflows", self._id, *parts)
 
     async def signal(self, signal: Any, *args: Any, request_id: str | None = None) -> None:
-        """Send a signal; it is durably applied when this returns.
+        """Send a signal; it is durably recorded when this returns.
 
-        A retry with the same ``request_id`` is applied once (within 24 h).
+        To an open run the call returns once the signal is in the commands log (the
+        engine applies it in order); in the rare race with the run closing first the
+        signal is not applied (docs/http-api.md, "Signal"). A retry with the same
+        ``request_id`` is applied once (within 24 h).
 
         Raises:
             RPCError: the workflow does not exist or has closed (``NOT_FOUND``), ...

@@ -101,7 +101,12 @@ class ProcessorConfig:
     max_batch_records: int = 1000
     """Most commands in one transaction."""
     max_batch_ms: float = 2.0
-    """How long a batch waits to fill after its first command arrived."""
+    """How long a batch waits to fill after its first command arrived.
+
+    0 (take only what is already fetched) lowered the fastest sequential workflows by
+    ~15 ms but widened the tail (p90) in every comparison: a command arriving just after
+    the batch closed waits for a whole commit. docs/benchmarks.md has the figures.
+    """
     idle_poll_ms: float = 100.0
     """Poll timeout when idle (shortened to the next due timer)."""
     timer_fire_limit: int = 500
@@ -210,6 +215,8 @@ class Processor:
                 "transactional.id": cfg.transactional_id,
                 "transaction.timeout.ms": cfg.transaction_timeout_ms,
                 "partitioner": "murmur2_random",  # the Java client's placement, see kronicle.topics
+                # commit_transaction sends at once, so this costs no latency; it lets a batch's
+                # records share produce requests (0 made the tail worse, docs/benchmarks.md).
                 "linger.ms": 2,
                 "queue.buffering.max.messages": 1_000_000,
                 **cfg.producer_config,

@@ -227,7 +227,7 @@ class CommandProducer:
                 **config,
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",  # the Java client's placement, which the engine's topics use
-                "linger.ms": 2,
+                "linger.ms": 0,  # a workflow's every hop waits for this record: send at once
                 # Only failures need a report: a Python call per delivered record (in the poll thread,
                 # taking the GIL from the loop) was the producer's largest cost.
                 "on_delivery": self._on_delivery,

@@ -133,7 +133,7 @@ class CommandGateway:
                 "bootstrap.servers": self._bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 1,
+                "linger.ms": 0,  # a caller waits for each command: send at once
             }
         )
         for target, name in ((self._consume_replies, "replies"), (self._poll_producer, "producer")):

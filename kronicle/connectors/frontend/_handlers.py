@@ -38,6 +38,7 @@ __all__ = [
     "FrontendConfig",
     "engine_error",
     "path_id",
+    "query_bool",
     "query_int",
     "query_str",
     "query_wait",
@@ -276,8 +277,34 @@ class Api:
             "identity": opt_str(body, "identity"),
         }
         self.check_size(fields["input"])
-        outcome = await self._send("kronicle.workflow.SignalWorkflow", workflow_id, fields, request_id)
-        return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")})
+        wait = query_bool(request, "wait_applied")
+        run_id = None if wait else self._running_run_id(workflow_id, opt_str(body, "run_id"))
+        if run_id is None:
+            # Unknown, closed, or asked to wait: the engine answers, so its errors (404, a closed
+            # run's 404, a duplicate of a signal that was applied before the run closed) are exact.
+            outcome = await self._send("kronicle.workflow.SignalWorkflow", workflow_id, fields, request_id)
+            return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")})
+        # The run is open: acknowledge once the command is durably in the log (acks=all, idempotent
+        # producer), as Temporal acknowledges once the signal is recorded; the engine applies it in
+        # log order, deduplicated by request id. docs/http-api.md describes the race with the run closing.
+        self.ready()
+        try:
+            await self.gateway.produce(
+                "kronicle.workflow.SignalWorkflow", workflow_id, fields, timeout=self.config.command_timeout_s
+            )
+        except RuntimeError as err:
+            raise ApiError("NotReady", f"{err}; retry with the same request_id") from err
+        return web.json_response({"workflow_id": workflow_id, "run_id": run_id})
+
+    def _running_run_id(self, workflow_id: str, run_id: str) -> str | None:
+        """The id of the run a signal targets if this engine's store has it open, else None."""
+        try:
+            run = self.engine.describe(workflow_id, run_id)
+        except NotServingError:
+            return None
+        if run is None or run["status"] != "RUNNING":
+            return None
+        return str(run["run_id"])
 
     async def cancel(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/cancel."""
@@ -433,6 +460,16 @@ def query_str(request: web.Request, name: str) -> str:
     if len(value) > 1000:
         raise invalid(name, "at most 1000 characters")
     return value
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    """A ``true``/``false`` query parameter (absent or empty: false)."""
+    raw = request.query.get(name, "").lower()
+    if raw in ("", "false", "0"):
+        return False
+    if raw in ("true", "1"):
+        return True
+    raise invalid(name, f"must be true or false, not {raw[:50]!r}")
 
 
 def query_int(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:

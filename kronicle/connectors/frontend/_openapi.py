@@ -449,6 +449,15 @@ _PATHS: dict[str, Any] = {
         "parameters": [_NS, _WF, _path_param("signal_name", "Signal name.")],
         "post": {
             "operationId": "signalWorkflow",
+            "summary": "Answers once the signal is durably in the commands log (the run is open);"
+            " with `wait_applied=true`, once the engine applied it.",
+            "parameters": [
+                _query(
+                    "wait_applied",
+                    {"type": "string", "enum": ["true", "false", "1", "0"]},
+                    "Answer only after the engine applied the signal (slower; no race with the run closing).",
+                )
+            ],
             "requestBody": _body("SignalRequest", required=False),
             "responses": {"200": _json(_ref("Execution"), "signaled"), **_errors(*_COMMAND_ERRORS, 429)},
         },
