@@ -82,12 +82,16 @@ class KronicleAdapter:
         slots: The worker's concurrent workflow tasks and activities (both).
         partitions: Partitions of the namespace's topics (start-dev's default is 4).
         kafka: An existing broker to use (a fresh namespace on it) instead of starting one.
+        state_cache_mb: start-dev's ``--state-cache-mb`` (RocksDB's memory bound); None: its default.
     """
 
     name = "kronicle"
 
-    def __init__(self, *, slots: int, partitions: int = 4, kafka: str | None = None) -> None:
+    def __init__(
+        self, *, slots: int, partitions: int = 4, kafka: str | None = None, state_cache_mb: int | None = None
+    ) -> None:
         self._slots = slots
+        self._state_cache_mb = state_cache_mb
         self._partitions = partitions
         self._kafka = kafka
         self._namespace = f"bench{uuid.uuid4().hex[:8]}" if kafka else "default"
@@ -110,6 +114,8 @@ class KronicleAdapter:
         ]  # fmt: skip
         if self._kafka:
             cmd += ["--kafka", self._kafka]
+        if self._state_cache_mb is not None:
+            cmd += ["--state-cache-mb", str(self._state_cache_mb)]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, bufsize=1)
         address = await asyncio.get_running_loop().run_in_executor(None, self._wait_for_address)
         self.client = await Client.connect(address, namespace=self._namespace)

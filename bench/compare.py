@@ -70,6 +70,9 @@ class Plan:
     rounds: int = 2
     """Alternating K/T rounds of the light phase."""
     memory_s: float = 600.0
+    memory_state_cache_mb: int = 16
+    """RocksDB's memory bound in the memory run (start-dev's default is 64): small enough that the
+    cache fills within the run, so a flat tail shows that nothing else grows."""
     raw_records: int = 50_000
     slots: int = 200
     """Worker concurrency (workflow tasks and activities) on both engines."""
@@ -284,7 +287,10 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
     if "kronicle" in engines and plan.memory_s > 0:
         _log(f"memory run, {plan.memory_s:.0f} s: kronicle")
         memory = await _session(
-            KronicleAdapter(slots=plan.slots, partitions=plan.partitions, kafka=kafka), lambda a: _memory(a, plan)
+            KronicleAdapter(
+                slots=plan.slots, partitions=plan.partitions, kafka=kafka, state_cache_mb=plan.memory_state_cache_mb
+            ),
+            lambda a: _memory(a, plan),
         )
     for name in engines:
         merged = _merge_light(light[name])
@@ -319,6 +325,7 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
             "throughput_wf_per_s": memory["run"]["throughput_wf_per_s"],
             "rss": memory["rss"],
             "rocksdb_mb": memory["rocksdb_mb"],
+            "state_cache_mb": plan.memory_state_cache_mb,
             "load": [memory["load_before"], memory["load_after"]],
         }
     if not skip_raw:

@@ -132,6 +132,13 @@ def tables(result: dict[str, Any]) -> str:
                     f"| {name} | {_fmt(s['first_mb'])} | {_fmt(s['last_mb'])} | {_fmt(s['max_mb'])} | "
                     f"{_fmt(s['slope_mb_per_min_second_half'], 2)} | {_fmt(s['slope_mb_per_min_all'], 2)} |"
                 )
+        rocks = mem.get("rocksdb_mb") or {}
+        if mem.get("state_cache_mb") or rocks:
+            out.append(
+                f"\nThe engine ran with `--state-cache-mb {mem.get('state_cache_mb', 64)}` (RocksDB's bound: block"
+                f" cache with memtables); its block cache held {(rocks.get('start') or {}).get('block_cache', '?')} MB"
+                f" at the start and {(rocks.get('end') or {}).get('block_cache', '?')} MB at the end of the run."
+            )
     for e in engines:
         rss = result[e].get("saturation_rss") or {}
         parts = [f"{name} max {_fmt(s.get('max_mb'))} MB" for name, s in rss.items() if s]

@@ -14,6 +14,7 @@ import typer
 
 from kronicle.connectors.dev_stack import DevStack
 from kronicle.connectors.local_kafka import BrokerStartError, KafkaSetupError
+from kronicle.state.store import StoreOptions
 
 app = typer.Typer(no_args_is_help=True, help="Run Kronicle servers.")
 
@@ -30,13 +31,21 @@ def start_dev(
     ] = None,
     namespace: Annotated[str, typer.Option(help="The namespace to create and serve.")] = "default",
     partitions: Annotated[int, typer.Option(help="Partitions of the namespace's topics.")] = 4,
+    state_cache_mb: Annotated[
+        int,
+        typer.Option(
+            min=8,
+            help="RocksDB memory of the engine's state in MiB (block cache, half of it for memtables).",
+        ),
+    ] = 64,
     demo: Annotated[bool, typer.Option(help="Run a demo workflow once up and print its history.")] = False,
     exit_after_demo: Annotated[bool, typer.Option(help="Stop once the demo has run (for scripts and tests).")] = False,
 ) -> None:
     """Run the whole local stack: Kafka (unless --kafka), the engine, visibility and the frontend, until Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        asyncio.run(_serve(port, kafka, kafka_port, data_dir, namespace, partitions, demo, exit_after_demo))
+        store = StoreOptions(block_cache_bytes=state_cache_mb << 20, memtable_bytes=state_cache_mb << 19)
+        asyncio.run(_serve(port, kafka, kafka_port, data_dir, namespace, partitions, store, demo, exit_after_demo))
     except (KafkaSetupError, BrokerStartError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -49,6 +58,7 @@ async def _serve(
     data_dir: Path | None,
     namespace: str,
     partitions: int,
+    store_options: StoreOptions,
     demo: bool,
     exit_after_demo: bool,
 ) -> None:
@@ -59,7 +69,7 @@ async def _serve(
     started = time.monotonic()
     stack = DevStack(
         kafka=kafka, kafka_port=kafka_port or None, data_dir=data_dir, port=port, namespace=namespace,
-        partitions=partitions,
+        partitions=partitions, store_options=store_options,
     )  # fmt: skip
     await stack.start()
     try:

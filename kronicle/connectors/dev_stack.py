@@ -18,6 +18,7 @@ from kronicle.connectors.local_kafka import LocalBroker
 from kronicle.connectors.visibility import ProjectorConfig, VisibilityProjector, VisibilityStore
 from kronicle.engine.service import EngineService
 from kronicle.engine.workflow import WorkflowOptions
+from kronicle.state.store import StoreOptions
 
 __all__ = ["DevStack"]
 
@@ -41,6 +42,7 @@ class DevStack:
         namespace: The namespace to create and serve.
         partitions: Partitions of the namespace's topics when they are created.
         kafka_port: Port of the local broker (0/None: any free port).
+        store_options: RocksDB tuning of the engine's state (default: ``StoreOptions()``, 64 MiB).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class DevStack:
         namespace: str = "default",
         partitions: int = 4,
         kafka_port: int | None = None,
+        store_options: StoreOptions | None = None,
     ) -> None:
         self._kafka = kafka
         self._owns_dir = data_dir is None
@@ -62,6 +65,7 @@ class DevStack:
         self.namespace = namespace
         self._partitions = partitions
         self._kafka_port = kafka_port
+        self._store_options = store_options or StoreOptions()
         self.broker: LocalBroker | None = None
         self.namespaces: NamespaceRegistry | None = None
         self.namespace_info: NamespaceInfo | None = None
@@ -109,6 +113,7 @@ class DevStack:
                 partitions=info.partitions,  # a registered namespace keeps its own count
                 instance_id="dev-engine",
                 options=WorkflowOptions(retention_ms=info.retention_ms),
+                store_options=self._store_options,
             )
             await loop.run_in_executor(None, self.engine.start)
             # Two stores on one database: the frontend's reads do not queue behind the projector's writes.

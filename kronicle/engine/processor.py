@@ -62,7 +62,7 @@ from kronicle.engine.handler import TIMER_COLUMN_FAMILIES, Handler
 from kronicle.state.changelog import encode_changelog_key
 from kronicle.state.restore import Restorer
 from kronicle.state.standby import StandbyReplicator
-from kronicle.state.store import StateStore
+from kronicle.state.store import StateStore, StoreOptions
 from kronicle.topics import NamespaceTopics
 
 __all__ = [
@@ -121,6 +121,8 @@ class ProcessorConfig:
     """Namespace failover version written in every output record's headers."""
     standby_replicas: bool = False
     """Tail the changelog of partitions this process does not own, for fast takeover."""
+    store_options: StoreOptions = dataclasses.field(default_factory=StoreOptions)
+    """RocksDB tuning of the process's stores (its memory bound: ``block_cache_bytes``)."""
     consumer_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     producer_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -173,7 +175,7 @@ class Processor:
         self._codec = codec
         self._clock = clock
         cfs = [*handler.column_families, *TIMER_COLUMN_FAMILIES, ENGINE_COLUMN_FAMILY]
-        self.store = StateStore(config.state_dir, config.namespace, cfs)
+        self.store = StateStore(config.state_dir, config.namespace, cfs, options=config.store_options)
         self._partitions: dict[int, _Partition] = {}
         self._stop = threading.Event()
         self._started = False

@@ -10,6 +10,7 @@ import pytest
 from kronicle.client import Client, WorkflowExecutionStatus
 from kronicle.connectors.dev_stack import DevStack
 from kronicle.connectors.frontend import NamespaceRegistry
+from kronicle.state.store import StoreOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,9 +46,12 @@ async def test_dev_stack_lists_and_counts_and_reads_retention_from_the_registry(
     finally:
         await asyncio.to_thread(registry.stop)
     # Another partition count asked for: the registered namespace keeps its own (its topics exist).
-    again = DevStack(kafka=kafka_bootstrap, port=0, namespace=namespace, partitions=5)
+    # And the engine's state store takes the stack's RocksDB memory bound.
+    small = StoreOptions(block_cache_bytes=16 << 20, memtable_bytes=8 << 20)
+    again = DevStack(kafka=kafka_bootstrap, port=0, namespace=namespace, partitions=5, store_options=small)
     await again.start()
     try:
+        assert again.engine is not None and again.engine.processor.store._options == small
         assert again.namespace_info is not None and again.namespace_info.retention_ms == 3_600_000
         assert again.engine is not None and again.engine.partition_count == 2
         assert again.engine.handler._cfg.options.retention_ms == 3_600_000  # what the engine really runs with
