@@ -185,8 +185,8 @@ class Interactive:
         if wait_for not in _STAGES:
             raise invalid("wait_for_stage", f"must be one of {', '.join(_STAGES)}")
         deadline = time.monotonic() + query_wait(request)
+        outcome = self._update_state(workflow_id, run_id, update_id)
         while True:
-            outcome = self._update_state(workflow_id, run_id, update_id)
             if outcome is None:
                 raise ApiError(
                     "UpdateNotFound",
@@ -202,7 +202,9 @@ class Interactive:
             if done or time.monotonic() >= deadline:
                 rid = str(outcome.pop("run_id"))
                 return web.json_response(_update_json(workflow_id, rid, update_id, outcome))
-            await api.engine.wait_for_change(workflow_id, min(1.0, deadline - time.monotonic()))
+            outcome = await api.after_change(
+                workflow_id, deadline, lambda: self._update_state(workflow_id, run_id, update_id)
+            )
 
     def _update_state(self, workflow_id: str, run_id: str, update_id: str) -> dict[str, Any] | None:
         """The stage (and outcome) of an update from the run's stored state; None if the run has no such update.
