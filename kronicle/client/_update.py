@@ -80,9 +80,10 @@ class WorkflowUpdateHandle(Generic[ReturnT]):
         """Wait for the update to complete and return its result.
 
         Raises:
-            WorkflowUpdateFailedError: the handler raised (``cause`` is the decoded failure).
-            RPCError: the run has no such update (never sent, rejected, or aborted when the run
-                closed), or the frontend cannot be reached.
+            WorkflowUpdateFailedError: the handler raised, or the validator rejected the update
+                (``cause`` is the decoded failure).
+            RPCError: the run has no such update (never sent, or aborted when the run closed), or
+                the frontend cannot be reached.
         """
         outcome = self._known
         while outcome is None or outcome.get("stage") != "COMPLETED":
@@ -90,7 +91,13 @@ class WorkflowUpdateHandle(Generic[ReturnT]):
             if self._workflow_run_id:
                 params["run_id"] = self._workflow_run_id
             path = self._client._ns_path("workflows", self._workflow_id, "updates", self._id)
-            outcome = await self._client._transport.request("GET", path, params=params, timeout=_POLL_S + 30)
+            try:
+                outcome = await self._client._transport.request("GET", path, params=params, timeout=_POLL_S + 30)
+            except FrontendError as err:
+                failed = await update_failure(self._client.data_converter, err)
+                if failed is not None:
+                    raise failed  # noqa: B904 - its __cause__ is the update's failure, set already
+                raise
             self._workflow_run_id = outcome.get("run_id") or self._workflow_run_id
         self._known = outcome
         converter = self._client.data_converter

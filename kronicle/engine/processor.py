@@ -33,6 +33,9 @@ with the same instance id stops the processor with
 Partitions start paused when assigned and are resumed once their store is
 restored from the changelog (from the local checkpoint, so usually only the
 tail); restoration is interleaved with processing of the other partitions.
+``on_commit`` is told the keys of every committed batch, ``on_restored`` every
+partition that finished restoring (readers waiting for a change are woken by
+either).
 """
 
 from __future__ import annotations
@@ -168,6 +171,7 @@ class Processor:
         clock: Callable[[], int] = _now_ms,
         topic_guard: Callable[[str], bool] | None = None,
         on_commit: Callable[[set[bytes]], None] | None = None,
+        on_restored: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = NamespaceTopics(config.namespace)
@@ -191,6 +195,7 @@ class Processor:
         self._topic_guard = topic_guard
         self._topics_checked: dict[str, tuple[bool, float]] = {}
         self._on_commit = on_commit
+        self._on_restored = on_restored
         self.store_lock = threading.Lock()
         """Held while a partition's store is opened or closed; readers in other threads take it too."""
         clash = set(handler.column_families) & {*TIMER_COLUMN_FAMILIES, ENGINE_COLUMN_FAMILY}
@@ -349,6 +354,10 @@ class Processor:
             st.next_due = self._earliest_timer(p)
             st.phase = _Phase.ACTIVE
             self._consumer.resume([TopicPartition(self.topics.commands, p)])
+            if self._on_restored is not None:
+                # The restore may have brought changes no commit announced: after a producer
+                # replacement, the batch whose outcome was unknown had in fact committed.
+                self._on_restored(p)
             result = self._restorer.result(p)
             log.info(
                 "partition %d restored: %d changelog records read, at offset %d%s",

@@ -101,6 +101,7 @@ class EngineService:
             self.registry,
             topic_guard=self._topic_guard,
             on_commit=self._notify,
+            on_restored=self._notify_partition,
             **({"clock": clock} if clock is not None else {}),
         )
         store = self.processor.store
@@ -285,6 +286,23 @@ class EngineService:
                 else:
                     del self._waiters[key]
         # One wake-up of each event loop per commit, not one per waiter.
+        for loop, events in woken.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_set_all, events)
+
+    def _notify_partition(self, partition: int) -> None:
+        # Runs on the processor thread when a partition finished restoring, e.g. after a producer
+        # replacement resynchronised it: the changelog tail it read may hold a batch that
+        # committed without a notification. Which workflows it touched is unknown here, so every
+        # waiter on the partition is woken (closed-only ones too) and reads the state again.
+        count = self.partition_count
+        if not count:
+            return
+        woken: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+        with self._waiters_lock:
+            for key in [k for k in self._waiters if partition_for(k, count) == partition]:
+                for w in self._waiters.pop(key):
+                    woken.setdefault(w.loop, []).append(w.event)
         for loop, events in woken.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(_set_all, events)

@@ -8,12 +8,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 
 from kronicle.connectors.frontend._commands import CommandGateway
 from kronicle.connectors.frontend._engine import EngineLike
-from kronicle.connectors.frontend._errors import error_middleware
+from kronicle.connectors.frontend._errors import error_middleware, error_response
 from kronicle.connectors.frontend._handlers import Api, FrontendConfig
 from kronicle.connectors.frontend._interactive import Interactive
 from kronicle.connectors.frontend._listing import Listing
@@ -23,9 +26,18 @@ from kronicle.connectors.frontend._openapi import openapi_document
 from kronicle.connectors.frontend.schema_registry import add_schema_registry_routes
 from kronicle.connectors.visibility import VisibilityStore
 
-__all__ = ["DEFAULT_PORT", "Frontend", "create_app"]
+__all__ = ["DEFAULT_PORT", "MAX_HEADER_BYTES", "Frontend", "create_app"]
 
 DEFAULT_PORT = 7333
+MAX_HEADER_BYTES = 64 * 1024
+"""Longest request line and header aiohttp parses (its default is 8,190 bytes).
+
+Generous on purpose: a request with an over-long id or list filter must reach
+the handlers, which refuse it with a JSON ``InvalidArgument`` naming the field
+(ids are at most 1,000 characters, 12 KB percent-encoded; a filter at most
+10,000). Past this bound the parser still refuses the request, and
+:class:`_JsonErrorRequestHandler` answers that in the JSON error shape too.
+"""
 API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
 METRICS_KEY: web.AppKey[CollectorRegistry] = web.AppKey("metrics", CollectorRegistry)
 
@@ -70,6 +82,56 @@ def _metrics_middleware(registry: CollectorRegistry) -> Middleware:
     return middleware
 
 
+class _JsonErrorRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering requests its HTTP parser refused with the JSON error body.
+
+    Such a request never reaches the application (nor its error middleware):
+    aiohttp answers it from ``handle_error`` with a plain-text body.
+    """
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own: logs the error, and raises if a response was already under way.
+        super().handle_error(request, status, exc, message)
+        if status >= 500:
+            code, text = "Internal", "internal error; the frontend's log has the details"
+        elif isinstance(exc, LineTooLong):
+            code = "InvalidArgument"
+            text = (
+                f"the request line or a header is over {MAX_HEADER_BYTES} bytes; shorten it (ids are at most"
+                " 1,000 characters, a list filter at most 10,000; send large data in the body)"
+            )
+        else:
+            code, text = "InvalidArgument", f"malformed HTTP request: {message or exc or 'unparsable'}"
+        response = error_response(code, text)
+        response.set_status(status)
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    """aiohttp's connection factory, making :class:`_JsonErrorRequestHandler`s."""
+
+    def __call__(self) -> RequestHandler:
+        # Server keeps the handler settings (timeouts, max_line_size, ...) in _kwargs.
+        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _AppRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` whose server answers HTTP parse errors as JSON."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # The application builds a plain Server; only its connection factory differs.
+        server.__class__ = _JsonErrorServer
+        return server
+
+
 def create_app(
     engine: EngineLike,
     config: FrontendConfig | None = None,
@@ -107,7 +169,9 @@ def create_app(
     metrics_registry = CollectorRegistry()
     # Order matters: metrics see the status the error middleware produced.
     app = web.Application(
-        middlewares=[_metrics_middleware(metrics_registry), error_middleware], client_max_size=config.max_body_bytes
+        middlewares=[_metrics_middleware(metrics_registry), error_middleware],
+        client_max_size=config.max_body_bytes,
+        handler_args={"max_line_size": MAX_HEADER_BYTES, "max_field_size": MAX_HEADER_BYTES},
     )
     app[API_KEY] = api
     app[METRICS_KEY] = metrics_registry
@@ -222,7 +286,7 @@ class Frontend:
             raise RuntimeError("the frontend is already started; stop() it first")
         # Long polls may be in flight: give them a moment on stop, not aiohttp's default of 60 s.
         app = create_app(self._engine, self._config, visibility=self._visibility, namespaces=self._namespaces)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        runner = _AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:

@@ -9,7 +9,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -66,6 +66,7 @@ _CLOSING_ATTRS = {
 }
 _LENGTH = struct.Struct(">I")
 MAX_WAIT_S = 60.0
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -214,6 +215,27 @@ class Api:
         except NotServingError as err:
             raise _not_serving(err) from err
 
+    async def after_change(
+        self, workflow_id: str, deadline: float, read: Callable[[], _T], *, closed_only: bool = False
+    ) -> _T:
+        """One step of a long poll: wait for the workflow to change, then ``read()`` again.
+
+        The wait is a slice of at most a second (a change that lands between a read and the
+        wait is seen within it) and ends at ``deadline``. ``closed_only`` waits for a commit
+        that closed a run. A read that finds the partition restoring (``NotReady``: the engine
+        replaced its transactional producer and resynchronises the partition from Kafka, which
+        takes moments) waits again instead of failing the poll, until ``deadline``; the engine
+        wakes its waiters when the partition is back.
+        """
+        wait = self.engine.wait_for_close if closed_only else self.engine.wait_for_change
+        while True:
+            await wait(workflow_id, min(1.0, max(deadline - time.monotonic(), 0.0)))
+            try:
+                return read()
+            except ApiError as err:
+                if err.code != "NotReady" or time.monotonic() >= deadline:
+                    raise
+
     def run_state(self, workflow_id: str, run_id: str) -> dict[str, Any]:
         try:
             run = self.engine.describe(workflow_id, run_id)
@@ -360,8 +382,9 @@ class Api:
         deadline = time.monotonic() + wait
         events = self.history_page(workflow_id, run_id, first, max_events)
         while not events and time.monotonic() < deadline:
-            await self.engine.wait_for_change(workflow_id, min(1.0, deadline - time.monotonic()))
-            events = self.history_page(workflow_id, run_id, first, max_events)
+            events = await self.after_change(
+                workflow_id, deadline, lambda: self.history_page(workflow_id, run_id, first, max_events)
+            )
         next_id = events[-1]["event_id"] + 1 if events else first
         if _wants_avro(request):
             body = bytearray()
@@ -387,10 +410,10 @@ class Api:
         run = self.run_state(workflow_id, run_id)
         run_id = run["run_id"]
         while run["status"] == "RUNNING" and time.monotonic() < deadline:
-            # Woken only when a run of the workflow closed (not on each of its commits), in short
-            # slices: a close that lands between the read and the wait is seen within a second.
-            await self.engine.wait_for_close(workflow_id, min(1.0, deadline - time.monotonic()))
-            run = self.run_state(workflow_id, run_id)
+            # Woken only when a run of the workflow closed (not on each of its commits).
+            run = await self.after_change(
+                workflow_id, deadline, lambda: self.run_state(workflow_id, run_id), closed_only=True
+            )
         out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": run_id, "status": run["status"]}
         if run["status"] == "RUNNING":
             out["closed"] = False

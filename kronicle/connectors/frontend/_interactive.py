@@ -170,6 +170,8 @@ class Interactive:
         outcome = self._update_state(workflow_id, run_id or requested_run, update_id)
         if outcome is None:
             outcome = {"stage": "ADMITTED", "run_id": run_id}
+        elif outcome["stage"] == "REJECTED":
+            raise _update_failed("REJECTED", workflow_id, outcome["run_id"], update_id, outcome["failure"])
         return web.json_response(_update_json(workflow_id, str(outcome.pop("run_id", run_id)), update_id, outcome))
 
     async def poll_update(self, request: web.Request) -> web.Response:
@@ -183,24 +185,32 @@ class Interactive:
         if wait_for not in _STAGES:
             raise invalid("wait_for_stage", f"must be one of {', '.join(_STAGES)}")
         deadline = time.monotonic() + query_wait(request)
+        outcome = self._update_state(workflow_id, run_id, update_id)
         while True:
-            outcome = self._update_state(workflow_id, run_id, update_id)
             if outcome is None:
                 raise ApiError(
                     "UpdateNotFound",
-                    f"workflow {workflow_id!r} has no update {update_id!r} (never sent, rejected by the validator,"
-                    " or aborted when the run closed); send it again with the same update_id to be sure",
+                    f"workflow {workflow_id!r} has no update {update_id!r} (never sent, aborted when the run closed,"
+                    " or rejected longer ago than the run remembers); send it again with the same update_id to be"
+                    " sure",
                     workflow_id=workflow_id,
                     update_id=update_id,
                 )
+            if outcome["stage"] == "REJECTED":
+                raise _update_failed("REJECTED", workflow_id, outcome["run_id"], update_id, outcome["failure"])
             done = _STAGES.index(outcome["stage"]) >= _STAGES.index(wait_for)
             if done or time.monotonic() >= deadline:
                 rid = str(outcome.pop("run_id"))
                 return web.json_response(_update_json(workflow_id, rid, update_id, outcome))
-            await api.engine.wait_for_change(workflow_id, min(1.0, deadline - time.monotonic()))
+            outcome = await api.after_change(
+                workflow_id, deadline, lambda: self._update_state(workflow_id, run_id, update_id)
+            )
 
     def _update_state(self, workflow_id: str, run_id: str, update_id: str) -> dict[str, Any] | None:
-        """The stage (and outcome) of an update from the run's stored state; None if the run has no such update."""
+        """The stage (and outcome) of an update from the run's stored state; None if the run has no such update.
+
+        The stage is one of :data:`_STAGES`, or ``REJECTED`` (with ``failure``) for a rejection the run remembers.
+        """
         run = self.api.run_state(workflow_id, run_id)
         rid = run["run_id"]
         event_id = (run.get("completed_updates") or {}).get(update_id)
@@ -210,6 +220,10 @@ class Interactive:
             return {"run_id": rid, "stage": "COMPLETED", "result": attrs.get("result"), "failure": attrs.get("failure")}
         pending = (run.get("updates") or {}).get(update_id)
         if pending is None:
+            # The run remembers its latest rejections (the engine's MAX_REJECTED_UPDATES).
+            for rejected in run.get("rejected_updates") or ():
+                if rejected["update_id"] == update_id:
+                    return {"run_id": rid, "stage": "REJECTED", "failure": rejected["failure"]}
             return None
         return {"run_id": rid, "stage": "ACCEPTED" if pending.get("state") == "ACCEPTED" else "ADMITTED"}
 

@@ -511,7 +511,8 @@ _PATHS: dict[str, Any] = {
         "parameters": [_NS, _WF, _path_param("update_id", "Update id.")],
         "get": {
             "operationId": "pollWorkflowUpdate",
-            "summary": "An update's stage and outcome; long-polls up to `wait` seconds for wait_for_stage.",
+            "summary": "An update's stage and outcome; long-polls up to `wait` seconds for wait_for_stage."
+            " A rejected update answers 400 UpdateRejected, as the update call did.",
             "parameters": [
                 _RUN,
                 _WAIT,

@@ -42,7 +42,7 @@ from kronicle.engine.workflow._state import (
     start_run_id,
 )
 from kronicle.engine.workflow._tx import Config, Decode, Encode, EncodeWithItems, Run, Tx, WorkflowOptions
-from kronicle.engine.workflow._worker_commands import WorkerCommands
+from kronicle.engine.workflow._worker_commands import WorkerCommands, forget_rejection
 from kronicle.schemas import SchemaRegistry
 from kronicle.topics import InvalidNameError, NamespaceTopics
 
@@ -517,6 +517,8 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
                 "ResourceExhausted",
                 f"workflow {tx.workflow_id!r} already has {len(run['updates'])} updates in flight; retry later",
             )
+        # An id the validator rejected before may be sent again (as in Temporal): it is a new request.
+        forget_rejection(run, update_id)
         run["updates"][update_id] = {
             "state": "REQUESTED",
             "name": v["name"],

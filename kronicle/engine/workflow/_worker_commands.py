@@ -15,10 +15,22 @@ from typing import Any
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms, validate_cron_schedule
-from kronicle.engine.workflow._state import CF_EVENTS, attributes_field, continued_run_id, event_key, start_run_id
+from kronicle.engine.workflow._state import (
+    CF_EVENTS,
+    attributes_field,
+    continued_run_id,
+    event_key,
+    payload_size,
+    start_run_id,
+)
 from kronicle.engine.workflow._tx import Config, Run, Tx
 
-__all__ = ["WorkerCommands"]
+__all__ = ["MAX_REJECTED_UPDATES", "WorkerCommands", "forget_rejection", "remember_rejection"]
+
+MAX_REJECTED_UPDATES = 20
+"""Most rejected updates a run remembers (the latest), so a poll can answer the rejection."""
+_MAX_REJECTION_BYTES = 4096
+"""A remembered rejection's failure larger than this keeps its message and stack trace cut short."""
 
 
 class WorkerCommands:
@@ -566,9 +578,11 @@ class WorkerCommands:
             state = update["state"] if update else "unknown"
             raise BadCommand(bad, f"update {update_id!r} is {state}; it cannot be answered with {outcome!r}")
         if outcome == "REJECTED":
-            # A rejected update leaves no trace in history; only its caller hears of it.
+            # A rejected update leaves no trace in history; its caller hears of it, and the run
+            # remembers the latest few rejections (bounded) so a poll can answer them too.
             tx.update_result(run, update_id, "REJECTED", failure=a.get("failure"))
             del run["updates"][update_id]
+            remember_rejection(run, update_id, a.get("failure"))
         elif outcome == "ACCEPTED":
             update["state"] = "ACCEPTED"
             update["accepted_event_id"] = tx.add_event(
@@ -598,3 +612,29 @@ class WorkerCommands:
             tx.update_result(run, update_id, "COMPLETED", result=a.get("result") or [], failure=a.get("failure"))
             del run["updates"][update_id]
             run["completed_updates"][update_id] = event_id
+
+
+def remember_rejection(run: Run, update_id: str, failure: dict[str, Any] | None) -> None:
+    """Keep a rejected update's failure in the run's state, the latest :data:`MAX_REJECTED_UPDATES` of them.
+
+    A list, oldest first (the state codec sorts dict keys, so a dict would lose the order).
+    """
+    if failure is not None and payload_size(failure) > _MAX_REJECTION_BYTES:
+        failure = {
+            **failure,
+            "message": str(failure.get("message") or "")[:1000],
+            "stack_trace": str(failure.get("stack_trace") or "")[:2000],
+            "details": [],
+            "last_heartbeat_details": [],
+            "cause": None,
+        }
+    kept = [r for r in run.get("rejected_updates") or () if r["update_id"] != update_id]
+    kept.append({"update_id": update_id, "failure": failure})
+    run["rejected_updates"] = kept[-MAX_REJECTED_UPDATES:]
+
+
+def forget_rejection(run: Run, update_id: str) -> None:
+    """Drop a remembered rejection (the same update id was sent again)."""
+    rejected = run.get("rejected_updates")
+    if rejected:
+        run["rejected_updates"] = [r for r in rejected if r["update_id"] != update_id]

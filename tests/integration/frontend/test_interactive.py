@@ -241,6 +241,31 @@ async def test_update_http_contract(
     assert_error(status, body, 404, "WorkflowNotFound")
 
 
+async def test_a_rejected_update_can_be_polled_afterwards_and_answers_the_rejection(
+    frontend: Frontend, engine: EngineService, client: Client, queue: str, worker: Worker
+) -> None:
+    handle = await started(client, queue, 2)
+    minus = (await client.data_converter.encode([-1]))[0].to_dict()
+    status, body = await call(
+        frontend, "POST", wf(engine, handle.id, "/update/add"), {"update_id": "bad-1", "input": [minus]}
+    )
+    assert_error(status, body, 400, "UpdateRejected")
+    run_id = body["details"]["run_id"]
+    for params in ({}, {"run_id": run_id}, {"wait": "1", "wait_for_stage": "ACCEPTED"}):
+        status, polled = await call(frontend, "GET", wf(engine, handle.id, "/updates/bad-1"), **params)
+        assert_error(status, polled, 400, "UpdateRejected")
+        assert "must not be negative" in polled["details"]["failure"]["message"]
+        assert polled["details"]["run_id"] == run_id and polled["details"]["update_id"] == "bad-1"
+    # The client's handle on it raises what execute_update raised.
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await handle.get_update_handle("bad-1").result()
+    assert isinstance(info.value.cause, ApplicationError) and "must not be negative" in str(info.value.cause)
+    # The same id sent again is a new request (the validator runs again), as in Temporal.
+    assert await handle.execute_update(Counter.add, 3, id="bad-1") == 5
+    status, polled = await call(frontend, "GET", wf(engine, handle.id, "/updates/bad-1"))
+    assert status == 200 and polled["stage"] == "COMPLETED"
+
+
 async def test_an_update_left_in_flight_is_aborted_when_the_run_closes(
     frontend: Frontend, engine: EngineService, client: Client, queue: str, worker: Worker
 ) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from kronicle.engine.handler import InvalidCommand
 from kronicle.engine.workflow import WorkflowOptions
+from kronicle.engine.workflow._worker_commands import MAX_REJECTED_UPDATES
 from tests.unit.engine.workflow.harness import Bench, attrs, command, failure
 
 
@@ -76,6 +77,40 @@ def test_rejected_update_leaves_no_history() -> None:
     assert len(b.history("wf")) == n + 2  # WorkflowTaskStarted, WorkflowTaskCompleted
     assert _stages(b) == ["REJECTED"]
     assert b.run("wf")["updates"] == {}
+
+
+def test_a_rejected_update_is_remembered_in_the_run_with_its_failure() -> None:
+    b = Bench()
+    _idle(b)
+    _update(b)
+    b.complete_task("wf", [_respond("REJECTED", failure=failure("bad name"))])
+    (rejected,) = b.run("wf")["rejected_updates"]
+    assert rejected["update_id"] == "u1" and rejected["failure"]["message"] == "bad name"
+
+
+def test_only_the_latest_rejections_are_kept_and_a_big_failure_is_cut_short() -> None:
+    b = Bench()
+    _idle(b)
+    for i in range(MAX_REJECTED_UPDATES + 5):
+        _update(b, f"u{i}")
+        message = "m" * 50_000 if i == MAX_REJECTED_UPDATES + 4 else f"no {i}"
+        b.complete_task("wf", [_respond("REJECTED", f"u{i}", failure=failure(message))])
+    rejected = b.run("wf")["rejected_updates"]
+    assert [r["update_id"] for r in rejected] == [f"u{i}" for i in range(5, MAX_REJECTED_UPDATES + 5)]
+    assert rejected[0]["failure"]["message"] == "no 5"
+    assert 0 < len(rejected[-1]["failure"]["message"]) <= 1000
+
+
+def test_a_rejected_update_id_sent_again_is_a_new_request() -> None:
+    b = Bench()
+    _idle(b)
+    _update(b)
+    b.complete_task("wf", [_respond("REJECTED", failure=failure("bad name"))])
+    _update(b)
+    run = b.run("wf")
+    assert run["rejected_updates"] == [] and "u1" in run["updates"]
+    b.complete_task("wf", [_respond("ACCEPTED"), _respond("COMPLETED", result=[b"ok"])])
+    assert _stages(b) == ["REJECTED", "ACCEPTED", "COMPLETED"]
 
 
 def test_update_arriving_during_a_task_waits_for_the_next_task() -> None:
