@@ -47,7 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "threads": {"config": {"num.network.threads": "1", "num.io.threads": "2"}},
     "bgthreads": {"config": {"background.threads": "2", "log.cleaner.threads": "1", "num.replica.fetchers": "1"}},
     "heartbeat": {"config": {"group.consumer.heartbeat.interval.ms": "3000"}},
-    "c1": {"jvm": ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")},
+    "c2": {"jvm": ("-XX:+UseSerialGC",)},  # serial512 with C2, before C1 only became the default
 }
 
 

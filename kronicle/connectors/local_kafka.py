@@ -55,12 +55,15 @@ KAFKA_VERSION = "4.3.1"
 
 _MIN_JAVA = 17
 # A dev/test broker's live heap is tens of MB; 512 MB leaves room for thousands of
-# test topics and kept the broker ~50 MB smaller than 768 MB at no CPU cost.
+# test topics and caps the RSS growth of long runs (393 -> 874 MB with 768 MB).
 _DEFAULT_HEAP = "-Xms128m -Xmx512m"
-# The serial collector: on a shared 2-core machine G1's concurrent threads and write
-# barriers cost the broker ~0.3 ms CPU per workflow at saturation, and a young
-# collection of this small heap pauses for a few ms (docs/benchmarks.md, Broker).
-_DEFAULT_JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC",)
+# The serial collector: on a shared 2-core machine G1's GC and concurrent threads
+# cost the broker ~0.15-0.2 ms CPU per workflow at saturation, and a young collection
+# of this small heap pauses for a few ms. C1 only: C2 was still compiling (0.6 ms
+# per workflow) minutes into a run, more than the ~0.3 ms its faster code saves;
+# a broker that serves for hours may prefer the default tiers (jvm_options=...).
+# Figures: docs/benchmarks.md, "Kafka broker".
+_DEFAULT_JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
 class KafkaSetupError(RuntimeError):
