@@ -54,7 +54,16 @@ KAFKA_VERSION = "4.3.1"
 """The Apache Kafka release Kronicle develops and tests against (pinned in the pom)."""
 
 _MIN_JAVA = 17
-_DEFAULT_HEAP = "-Xms256m -Xmx768m"
+# A dev/test broker's live heap is tens of MB; 512 MB leaves room for thousands of
+# test topics and caps the RSS growth of long runs (393 -> 874 MB with 768 MB).
+_DEFAULT_HEAP = "-Xms128m -Xmx512m"
+# The serial collector: on a shared 2-core machine G1's GC and concurrent threads
+# cost the broker ~0.15-0.2 ms CPU per workflow at saturation, and a young collection
+# of this small heap pauses for a few ms. C1 only: C2 was still compiling (0.6 ms
+# per workflow) minutes into a run, more than the ~0.3 ms its faster code saves;
+# a broker that serves for hours may prefer the default tiers (jvm_options=...).
+# Figures: docs/benchmarks.md, "Kafka broker".
+_DEFAULT_JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 
 class KafkaSetupError(RuntimeError):
@@ -156,13 +165,19 @@ class KafkaRuntime:
                     marker.write_text(wanted)
         return cls(libs=libs, java=java, log4j_config=deploy / "log4j2.properties")
 
-    def command(self, main_class: str, *args: str, heap: str = _DEFAULT_HEAP, logs_dir: Path) -> list[str]:
+    def command(
+        self,
+        main_class: str,
+        *args: str,
+        heap: str = _DEFAULT_HEAP,
+        jvm_options: Sequence[str] = _DEFAULT_JVM_OPTIONS,
+        logs_dir: Path,
+    ) -> list[str]:
         """The JVM command line for one of Kafka's main classes."""
         return [
             self.java,
             *heap.split(),
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
+            *jvm_options,
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={logs_dir}",
             f"-Dlog4j2.configurationFile={self.log4j_config}",
@@ -239,6 +254,16 @@ class LocalCluster:
     nodes the defaults are replication factor 3 and ``min.insync.replicas`` 2, so
     any single node can be killed (:meth:`kill`) and restarted (:meth:`restart`)
     without losing committed data.
+
+    Args:
+        size: Number of nodes.
+        data_dir: Where logs and data go; default a temporary directory removed on stop.
+        ports: The client port of each node; default free ports.
+        runtime: The jars and JVM; default :meth:`KafkaRuntime.ensure`.
+        heap: The JVM's heap flags.
+        jvm_options: Other JVM flags (garbage collector, JIT); they replace the defaults.
+        extra_config: Server properties that override the defaults.
+        start_timeout: Seconds to wait for every node to serve.
     """
 
     def __init__(
@@ -249,6 +274,7 @@ class LocalCluster:
         ports: Sequence[int] | None = None,
         runtime: KafkaRuntime | None = None,
         heap: str = _DEFAULT_HEAP,
+        jvm_options: Sequence[str] = _DEFAULT_JVM_OPTIONS,
         extra_config: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
@@ -259,6 +285,7 @@ class LocalCluster:
         self.size = size
         self._runtime = runtime
         self._heap = heap
+        self._jvm_options = tuple(jvm_options)
         self._extra = dict(extra_config or {})
         self._start_timeout = start_timeout
         self._owns_dir = data_dir is None
@@ -459,7 +486,11 @@ class LocalCluster:
 
     def _spawn(self, runtime: KafkaRuntime, node: _Node) -> None:
         cmd = runtime.command(
-            "kafka.Kafka", str(node.data_dir / "server.properties"), heap=self._heap, logs_dir=node.data_dir / "logs"
+            "kafka.Kafka",
+            str(node.data_dir / "server.properties"),
+            heap=self._heap,
+            jvm_options=self._jvm_options,
+            logs_dir=node.data_dir / "logs",
         )
         out = open(node.data_dir / "logs" / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
         node.process = subprocess.Popen(
@@ -482,6 +513,7 @@ class LocalBroker(LocalCluster):
         data_dir: Path | None = None,
         runtime: KafkaRuntime | None = None,
         heap: str = _DEFAULT_HEAP,
+        jvm_options: Sequence[str] = _DEFAULT_JVM_OPTIONS,
         extra_config: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
@@ -491,6 +523,7 @@ class LocalBroker(LocalCluster):
             ports=[port] if port else None,
             runtime=runtime,
             heap=heap,
+            jvm_options=jvm_options,
             extra_config=extra_config,
             start_timeout=start_timeout,
         )
