@@ -73,6 +73,25 @@ def run(workflows: int, concurrency: int) -> float:
     def tasks(outputs: list[Any], topic: str) -> list[dict[str, Any]]:
         return [registry.decode(o.value)[1] for o in outputs if o.topic == topic]
 
+    def answer(task: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """A worker's answer to ``task`` (a workflow or activity task), with ``fields`` added."""
+        return {
+            "workflow_id": task["workflow_id"],
+            "run_id": task["run_id"],
+            "scheduled_event_id": task["scheduled_event_id"],
+            "attempt": task["attempt"],
+            "started_time_ms": task["scheduled_time_ms"],
+            "identity": "worker",
+            **fields,
+        }
+
+    def timed(commands: list[tuple[str, dict[str, Any]]]) -> tuple[list[Any], float]:
+        """Apply ``commands`` as one batch; its outputs and the CPU seconds the batch took (encoding excluded)."""
+        raw = encoded(commands)
+        t0 = time.process_time()
+        out = batch_of(raw)
+        return out, time.process_time() - t0
+
     cpu = 0.0
     done = 0
     while done < workflows:
@@ -93,81 +112,29 @@ def run(workflows: int, concurrency: int) -> float:
             )
             for wid in ids
         ]
-        starts_raw = encoded(starts)
-        t0 = time.process_time()
-        out = batch_of(starts_raw)
-        cpu += time.process_time() - t0
-        completions = [
-            (
-                "CompleteWorkflowTask",
-                {
-                    "workflow_id": t["workflow_id"],
-                    "run_id": t["run_id"],
-                    "scheduled_event_id": t["scheduled_event_id"],
-                    "attempt": t["attempt"],
-                    "started_time_ms": t["scheduled_time_ms"],
-                    "identity": "worker",
-                    "commands": [
-                        _cmd(
-                            "ScheduleActivityTask",
-                            activity_id="1",
-                            activity_type="echo",
-                            task_queue="bench",
-                            header={},
-                            input=[_PAYLOAD],
-                            schedule_to_close_timeout_ms=0,
-                            schedule_to_start_timeout_ms=0,
-                            start_to_close_timeout_ms=30_000,
-                            heartbeat_timeout_ms=0,
-                            retry_policy=None,
-                        )
-                    ],
-                },
-            )
-            for t in tasks(out, wf_tasks)
-        ]
-        completions_raw = encoded(completions)
-        t0 = time.process_time()
-        out = batch_of(completions_raw)
-        cpu += time.process_time() - t0
-        results = [
-            (
-                "CompleteActivityTask",
-                {
-                    "workflow_id": t["workflow_id"],
-                    "run_id": t["run_id"],
-                    "scheduled_event_id": t["scheduled_event_id"],
-                    "attempt": t["attempt"],
-                    "started_time_ms": t["scheduled_time_ms"],
-                    "identity": "worker",
-                    "result": [_PAYLOAD],
-                },
-            )
-            for t in tasks(out, act_tasks)
-        ]
-        results_raw = encoded(results)
-        t0 = time.process_time()
-        out = batch_of(results_raw)
-        cpu += time.process_time() - t0
-        closes = [
-            (
-                "CompleteWorkflowTask",
-                {
-                    "workflow_id": t["workflow_id"],
-                    "run_id": t["run_id"],
-                    "scheduled_event_id": t["scheduled_event_id"],
-                    "attempt": t["attempt"],
-                    "started_time_ms": t["scheduled_time_ms"],
-                    "identity": "worker",
-                    "commands": [_cmd("CompleteWorkflowExecution", result=[_PAYLOAD])],
-                },
-            )
-            for t in tasks(out, wf_tasks)
-        ]
-        closes_raw = encoded(closes)
-        t0 = time.process_time()
-        out = batch_of(closes_raw)
-        cpu += time.process_time() - t0
+        out, spent = timed(starts)
+        cpu += spent
+        schedule = _cmd(
+            "ScheduleActivityTask",
+            activity_id="1",
+            activity_type="echo",
+            task_queue="bench",
+            header={},
+            input=[_PAYLOAD],
+            schedule_to_close_timeout_ms=0,
+            schedule_to_start_timeout_ms=0,
+            start_to_close_timeout_ms=30_000,
+            heartbeat_timeout_ms=0,
+            retry_policy=None,
+        )
+        # The worker's three answers: schedule the activity, its result, complete the workflow.
+        for name, topic, fields in (
+            ("CompleteWorkflowTask", wf_tasks, {"commands": [schedule]}),
+            ("CompleteActivityTask", act_tasks, {"result": [_PAYLOAD]}),
+            ("CompleteWorkflowTask", wf_tasks, {"commands": [_cmd("CompleteWorkflowExecution", result=[_PAYLOAD])]}),
+        ):
+            out, spent = timed([(name, answer(t, fields)) for t in tasks(out, topic)])
+            cpu += spent
         closed = sum(1 for o in out if o.topic == topics.visibility)
         assert closed == n, f"{closed} of {n} workflows closed"
         done += n
