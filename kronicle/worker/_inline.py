@@ -91,16 +91,26 @@ class InlinePolicy:
 
     def run(self, fn: Callable[[A], T], arg: A) -> T:
         """Call ``fn(arg)`` on this thread and record how long it took."""
-        collections = _older_collections()
+        mark = _gc_mark()
         wall = time.perf_counter()
         cpu, waits = _thread_usage()
         try:
             return fn(arg)
         finally:
-            cpu_after, waits_after = _thread_usage()
             wall = time.perf_counter() - wall
-            budget = self._cpu_budget if _older_collections() == collections else self._gc_budget
-            self._observe(cpu_after - cpu, wall, budget, blocked=waits_after > waits)
+            if wall <= self._cpu_budget:
+                # A thread's CPU time never exceeds its wall time, so this one was cheap whatever the
+                # kernel says; asking it again (two system calls) is what nearly every activation skipped.
+                self._cheap_one()
+            else:
+                cpu_after, waits_after = _thread_usage()
+                budget = self._gc_budget if _older_collected(mark) else self._cpu_budget
+                self._observe(cpu_after - cpu, wall, budget, blocked=waits_after > waits)
+
+    def _cheap_one(self) -> None:
+        self._cheap += 1
+        if self._strikes and self._cheap % self._forgive_after == 0:
+            self._strikes -= 1
 
     def _observe(self, cpu: float, wall: float, budget: float, *, blocked: bool) -> None:
         # Called from the workflow threads and the loop; the races are on counters that only
@@ -109,9 +119,7 @@ class InlinePolicy:
         # On the threads the wall clock counts waits for the GIL and for the loaded machine, not
         # the workflow's doing; there only CPU is judged.
         if cpu <= budget and not (inline and wall > self._wall_limit):
-            self._cheap += 1
-            if self._strikes and self._cheap % self._forgive_after == 0:
-                self._strikes -= 1
+            self._cheap_one()
             return
         # An inline activation that held the loop past the wall limit by its own doing (it waited
         # in the kernel, or computed) stalled the whole worker: one is enough. Merely pre-empted by
@@ -131,9 +139,21 @@ class InlinePolicy:
         )
 
 
-def _older_collections() -> int:
-    stats = gc.get_stats()
-    return int(stats[1]["collections"]) + int(stats[2]["collections"])
+def _gc_mark() -> tuple[int, int]:
+    """A mark for :func:`_older_collected` (``gc.get_count()``: ``gc.get_stats()`` costs ten times more)."""
+    _, young_since, middle_since = gc.get_count()
+    return young_since, middle_since
+
+
+def _older_collected(mark: tuple[int, int]) -> bool:
+    """Whether a middle or oldest generation collection ran since ``mark``.
+
+    The second figure of ``gc.get_count()`` counts youngest collections since the last middle
+    one (a middle or oldest collection sets it back to zero); the third counts middle collections
+    since the last oldest one (a middle collection adds one, an oldest one sets it to zero).
+    """
+    _, young_since, middle_since = gc.get_count()
+    return middle_since != mark[1] or young_since < mark[0]
 
 
 def _thread_usage() -> tuple[float, int]:

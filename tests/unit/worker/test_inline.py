@@ -200,3 +200,17 @@ def test_without_a_deadlock_timeout_activations_never_run_inline() -> None:
         )
     assert runner._inline_policy("Recorder") is None
     assert loop.runner._inline_policy("Recorder") is not None
+
+
+def test_older_generation_collections_are_told_apart_from_young_ones() -> None:
+    import gc
+
+    from kronicle.worker._inline import _gc_mark, _older_collected
+
+    mark = _gc_mark()
+    gc.collect(0)
+    assert not _older_collected(mark), "a youngest-generation collection keeps the CPU budget"
+    for generation in (1, 2):
+        mark = _gc_mark()
+        gc.collect(generation)
+        assert _older_collected(mark), f"a generation-{generation} collection earns the larger budget"
