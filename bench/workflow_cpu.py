@@ -11,6 +11,14 @@ the frontend encode them and the batch decodes them, so the figure covers
 decode, handler, state and event codecs, and building every output record.
 
     python -m bench.workflow_cpu [--workflows 2000] [--concurrency 200] [--repeat 3]
+
+With ``--worker`` it times the other side instead: a real :class:`~kronicle.worker.Worker`
+(not started, its producer replaced by one that keeps the records) decodes the task
+records this engine makes, runs the workflow and the activity, and encodes its answers,
+which go back to the engine; only the worker's part is timed (``--profile FILE`` writes
+cProfile stats of it)::
+
+    python -m bench.workflow_cpu --worker [--workflows 2000] [--concurrency 200] [--profile /tmp/w.prof]
 """
 
 from __future__ import annotations

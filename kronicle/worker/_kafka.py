@@ -286,6 +286,10 @@ class CommandProducer:
                     self._producer.produce_batch(topic, batch)
                 except BufferError:
                     retry = batch
+                except Exception as exc:  # noqa: BLE001 - one topic's failure must not drop the other topics' records
+                    self.failed += len(batch)
+                    _log.error("Could not produce %d records to %s: %s", len(batch), topic, exc)
+                    break
                 else:
                     # produce_batch marks each record it could not enqueue with "_error".
                     retry = []

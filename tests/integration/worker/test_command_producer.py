@@ -51,3 +51,18 @@ async def test_off_the_loop_a_record_goes_to_librdkafka_at_once(
     finally:
         await producer.close()
     assert [m.value() for m in drain(kafka_bootstrap, topic, expect=1)] == [b"from a thread"]
+
+
+async def test_a_topic_that_cannot_take_records_does_not_cost_the_others_theirs(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    topic = topic_factory("cmd")
+    producer = CommandProducer({"bootstrap.servers": kafka_bootstrap})
+    try:
+        producer.produce("", b"k", b"nowhere")  # no such topic name: librdkafka refuses it
+        producer.produce(topic, b"k", b"kept")
+        await asyncio.sleep(0)
+    finally:
+        await producer.close()
+    assert producer.failed == 1
+    assert [m.value() for m in drain(kafka_bootstrap, topic, expect=1)] == [b"kept"]
