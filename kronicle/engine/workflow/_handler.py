@@ -29,14 +29,13 @@ from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._activity_results import ActivityResults
 from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms
+from kronicle.engine.workflow._events import read_event
 from kronicle.engine.workflow._interworkflow import InterWorkflowResults
 from kronicle.engine.workflow._state import (
     CF_DEDUP,
-    CF_EVENTS,
     COLUMN_FAMILIES,
     WorkflowTopics,
     attributes_field,
-    event_key,
     loads,
     payload_size,
     start_run_id,
@@ -532,7 +531,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
     def _reply_completed_update(self, tx: Tx, run: Run, update_id: str, reply_to: str | None) -> None:
         if not reply_to:
             return
-        raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], run["completed_updates"][update_id]))
+        raw = read_event(tx.ctx.get, run["run_id"], run["completed_updates"][update_id])
         attrs = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionUpdateCompleted")] if raw else {}
         value = {
             "workflow_id": run["workflow_id"],
