@@ -207,6 +207,8 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
             tx.commit()
             return
         run = tx.load(fields["run_id"])
+        if run is not None:
+            tx.timer_fired(run, fields)
         if kind == "retention" and run is not None:
             tx.purge(run)
             tx.commit()
@@ -404,7 +406,9 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
         tx.put(CF_DEDUP, dedup_key, str(expiry).encode())
         timer_id = b"wf-dedup|" + dedup_key
         payload = b'{"arg":"%s","kind":"dedup"}' % dedup_key.hex().encode()
-        tx.ops.append(lambda: tx.ctx.schedule_timer(timer_id, expiry, tx.key, payload))
+        # A request id is remembered once (a retry within the window changes nothing), so the
+        # timer is never re-armed and needs no index to find it.
+        tx.ops.append(lambda: tx.ctx.set_timer(timer_id, expiry, tx.key, payload, previous_due_ms=None))
 
     def _signal(self, tx: Tx, run: Run, signal: dict[str, Any]) -> None:
         if run["signal_count"] >= self._cfg.options.max_signals_per_execution:

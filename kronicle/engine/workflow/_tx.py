@@ -354,15 +354,34 @@ class Tx:
         return f"wf|{run_id}|{kind}|{arg}".encode()
 
     def timer(self, run: Run, kind: str, arg: str, due_ms: int, **fields: Any) -> None:
-        """Arm (or re-arm) a durable timer of the run."""
+        """Arm (or re-arm) a durable timer of the run.
+
+        The run remembers the due time of each armed timer (``timer_due``), so the
+        shell needs no timer-id index to replace or cancel it (one state write, not two).
+        """
         timer_id = self.timer_id(run["run_id"], kind, arg)
-        payload = dumps({"run_id": run["run_id"], "kind": kind, "arg": arg, **fields})
-        self.ops.append(lambda: self.ctx.schedule_timer(timer_id, due_ms, self.key, payload))
+        dues = run.setdefault("timer_due", {})
+        previous = dues.get(f"{kind}|{arg}")
+        dues[f"{kind}|{arg}"] = due_ms
+        payload = dumps({"run_id": run["run_id"], "kind": kind, "arg": arg, **fields, "due": due_ms})
+        self.ops.append(lambda: self.ctx.set_timer(timer_id, due_ms, self.key, payload, previous_due_ms=previous))
 
     def cancel_timer(self, run: Run, kind: str, arg: str = "") -> None:
         """Disarm a durable timer of the run (a no-op if it is not armed)."""
         timer_id = self.timer_id(run["run_id"], kind, arg)
-        self.ops.append(lambda: self.ctx.cancel_timer(timer_id))
+        due = run.get("timer_due", {}).pop(f"{kind}|{arg}", None)
+        if due is None:
+            # Not armed, or armed before runs remembered due times: ask the shell's index.
+            self.ops.append(lambda: self.ctx.cancel_timer(timer_id))
+        else:
+            self.ops.append(lambda: self.ctx.clear_timer(timer_id, due))
+
+    def timer_fired(self, run: Run, fields: dict[str, Any]) -> None:
+        """Forget the due time of a timer that fired (``fields`` is its payload), unless it was re-armed since."""
+        dues = run.get("timer_due")
+        name = f"{fields['kind']}|{fields['arg']}"
+        if dues and "due" in fields and dues.get(name) == fields["due"]:
+            del dues[name]
 
     def emit(self, topic: str, schema: str, value: dict[str, Any], key: bytes | None = b"") -> None:
         """Produce a record at commit (``key`` defaults to the workflow id)."""
