@@ -13,6 +13,17 @@ Kafka record framing, ~20 B per record, is not counted).
 
 The figures are deterministic for a given source tree, so comparing two trees
 (``PYTHONPATH=<tree> python -m bench.write_count``) shows what a change cut.
+
+What those records cost Kafka, without the rest of the engine: ``--dump FILE``
+saves every batch's records (from the source tree on ``PYTHONPATH``), and
+``--replay NAME=FILE ...`` produces the dumps, alternating, round after round,
+into one fresh local broker, one transaction per batch with the engine's
+producer settings, and prints the CPU ms per workflow of this process (the
+produce calls and librdkafka's threads) and of the broker::
+
+    (cd $BASE && PYTHONPATH=$PWD python -m bench.write_count --concurrency 50 --dump /tmp/base.pkl)
+    (cd $NEW && PYTHONPATH=$PWD python -m bench.write_count --concurrency 50 --dump /tmp/new.pkl)
+    python -m bench.write_count --replay base=/tmp/base.pkl --replay new=/tmp/new.pkl --rounds 3
 """
 
 from __future__ import annotations
@@ -20,6 +31,10 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import pickle
+import time
+from pathlib import Path
+from typing import Any
 
 from bench.workflow_cpu import run
 from kronicle.engine.batch import PartitionBatch
@@ -31,6 +46,8 @@ __all__ = ["Count", "count", "main"]
 # number (a 6-digit one here) and the failover version.
 _HEADERS = len("kronicle.seq") + 6 + len("kronicle.version") + 1
 _CHANGELOG = "<state-changelog>"
+Record = tuple[str, bytes | None, bytes | None]
+"""(topic, key, value) of one produced record; the changelog is named ``_CHANGELOG``."""
 _ENGINE_SEQ = ("engine", b"seq")
 
 
@@ -50,6 +67,8 @@ class Count:
     """RocksDB deletes per column family (each is also a changelog tombstone)."""
     cf_bytes: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     """Changelog key + value bytes per column family."""
+    dump: list[list[Record]] | None = None
+    """When a list, every batch's records as the processor would produce them are appended to it."""
 
     def observe(self, batch: PartitionBatch) -> None:
         """Count what the processor would produce and write for ``batch``."""
@@ -62,6 +81,10 @@ class Count:
         writes = dict(batch.effects.writes)
         if writes or batch.effects.outputs:
             writes[_ENGINE_SEQ] = b"\x00" * 8
+        if self.dump is not None:
+            records: list[Record] = [(o.topic, o.key, o.value) for o in batch.effects.outputs]
+            records += [(_CHANGELOG, encode_changelog_key(cf, key), value) for (cf, key), value in writes.items()]
+            self.dump.append(records)
         for (cf, key), value in writes.items():
             size = len(encode_changelog_key(cf, key)) + len(value or b"")
             self.records[_CHANGELOG] += 1
@@ -98,21 +121,89 @@ def _short(topic: str) -> str:
     return ".".join(parts[2:]) if len(parts) > 2 else topic
 
 
-def count(workflows: int, concurrency: int) -> Count:
+def count(workflows: int, concurrency: int, *, dump: bool = False) -> Count:
     """Run ``workflows`` one-activity workflows, ``concurrency`` per batch, and count their writes."""
-    totals = Count(workflows=workflows)
+    totals = Count(workflows=workflows, dump=[] if dump else None)
     run(workflows, concurrency, observe=totals.observe)
     return totals
+
+
+def replay(variants: list[tuple[str, Path]], rounds: int) -> None:
+    """Produce each dump into one local broker, alternating; print CPU ms per workflow of each side."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from bench._machine import cpu_seconds, load_average
+    from bench.engine_cpu import broker_pid
+    from kronicle.connectors.local_kafka import LocalBroker
+
+    dumps = {name: pickle.loads(path.read_bytes()) for name, path in variants}
+    with LocalBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        topics = {t for d in dumps.values() for batch in d["batches"] for t, _, _ in batch}
+        names = {t: f"replay.{t.strip('<>')}" for t in topics}
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(n, 1, 1) for n in names.values()]).values():
+            future.result()
+        broker_pids = {"broker": broker_pid(broker)}
+        for rnd in range(rounds):
+            for name, _ in variants:
+                dump = dumps[name]
+                producer = Producer(
+                    {
+                        "bootstrap.servers": bootstrap,
+                        "transactional.id": f"replay-{name}-{rnd}",
+                        "linger.ms": 2,
+                        "queue.buffering.max.messages": 1_000_000,
+                    }
+                )
+                producer.init_transactions(30)
+                seq = 0
+                load = load_average()
+                broker_before = cpu_seconds(broker_pids)["broker"]
+                mine_before = time.process_time()
+                wall = time.monotonic()
+                for batch in dump["batches"]:
+                    producer.begin_transaction()
+                    for topic, key, value in batch:
+                        seq += 1
+                        headers = [("kronicle.seq", str(seq).encode()), ("kronicle.version", b"0")]
+                        producer.produce(names[topic], value, key, headers=headers, partition=0)
+                    producer.commit_transaction(30)
+                wall = time.monotonic() - wall
+                mine = (time.process_time() - mine_before) * 1000 / dump["workflows"]
+                brk = (cpu_seconds(broker_pids)["broker"] - broker_before) * 1000 / dump["workflows"]
+                records = sum(len(b) for b in dump["batches"]) / dump["workflows"]
+                print(
+                    f"{name}-r{rnd}: {records:.1f} records/wf, {len(dump['batches'])} transactions, "
+                    f"producer process {mine:.3f} ms/wf, broker {brk:.3f} ms/wf, {wall:.1f} s, load {load}",
+                    flush=True,
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workflows", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, action="append", help="workflows per batch (repeatable)")
+    parser.add_argument("--dump", type=Path, help="save the batches' records (first --concurrency) to this file")
+    parser.add_argument("--replay", action="append", default=[], help="NAME=FILE from --dump (repeatable)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.replay:
+        replay([(n, Path(p)) for n, p in (v.split("=", 1) for v in args.replay)], args.rounds)
+        return
     for concurrency in args.concurrency or [1, 200]:
         print(f"== {args.workflows} one-activity workflows, {concurrency} per batch")
-        print(count(args.workflows, concurrency).report())
+        totals = count(args.workflows, concurrency, dump=args.dump is not None)
+        print(totals.report())
+        if args.dump is not None:
+            data: dict[str, Any] = {
+                "workflows": args.workflows,
+                "batches": totals.dump,
+            }
+            args.dump.write_bytes(pickle.dumps(data))
+            print(f"records of {len(data['batches'])} batches saved to {args.dump}")
+            return
 
 
 if __name__ == "__main__":
