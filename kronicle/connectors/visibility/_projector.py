@@ -161,9 +161,11 @@ class VisibilityProjector:
     def _close(self, consumer: Consumer) -> None:
         # The offsets are committed asynchronously after each batch; commit the last ones once more,
         # synchronously, so a restart in the same group does not re-apply what was applied.
-        if self._positions:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
-            with contextlib.suppress(KafkaException):
+        # Only for partitions still ours: a partition a rebalance moved may have gone further since.
+        with contextlib.suppress(KafkaException):
+            owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+            offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items() if (t, p) in owned]
+            if offsets:
                 consumer.commit(offsets=offsets, asynchronous=False)
         consumer.close()
 
