@@ -40,8 +40,8 @@ import psutil
 _PROPS = ("rocksdb.size-all-mem-tables", "rocksdb.total-sst-files-size", "rocksdb.estimate-table-readers-mem")
 
 
-def _malloc_info() -> dict[str, float]:
-    """glibc heap size and the free bytes in it, MB (empty off glibc)."""
+def _malloc_info() -> dict[str, Any]:
+    """glibc's heap size and the free bytes in it, MB, in total and per arena (empty off glibc)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -57,12 +57,42 @@ def _malloc_info() -> dict[str, float]:
         xml = Path(tmp.name).read_text()
     tail = xml[xml.rfind("</heap>") :]
     system = re.search(r'<system type="current" size="(\d+)"', tail)
+    mmap = re.search(r'<total type="mmap" count="\d+" size="(\d+)"', tail)
     free = sum(int(m) for m in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', tail))
-    return {"malloc_heap_mb": round(int(system.group(1)) / 2**20, 1) if system else 0.0, "malloc_free_mb": free / 2**20}
+    arenas = []  # (heap MB, free MB) of each arena: which threads' arenas hold the free memory
+    for heap in re.findall(r"<heap nr=\"\d+\">.*?</heap>", xml, re.S):
+        size = re.search(r'<system type="current" size="(\d+)"', heap)
+        hfree = sum(int(m) for m in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', heap))
+        arenas.append([round(int(size.group(1)) / 2**20, 1) if size else 0.0, round(hfree / 2**20, 1)])
+    return {
+        "malloc_heap_mb": round(int(system.group(1)) / 2**20, 1) if system else 0.0,
+        "malloc_free_mb": round(free / 2**20, 1),
+        "malloc_mmap_mb": round(int(mmap.group(1)) / 2**20, 1) if mmap else 0.0,
+        "malloc_arenas": arenas,
+    }
+
+
+def _smaps() -> dict[str, float]:
+    """Anonymous and file-backed resident memory, MB, from /proc/self/smaps_rollup."""
+    try:
+        text = Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    kb = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return {
+        "anon_mb": round(kb.get("Anonymous", 0) / 1024, 1),
+        "file_mb": round(kb.get("Rss", 0) / 1024 - kb.get("Anonymous", 0) / 1024, 1),
+    }
 
 
 def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
-    rec: dict[str, Any] = {"rss_mb": round(proc.memory_info().rss / 2**20, 1)}
+    cpu = proc.cpu_times()
+    rec: dict[str, Any] = {
+        "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+        "cpu_s": round(cpu.user + cpu.system, 2),
+        "threads": proc.num_threads(),
+        **_smaps(),
+    }
     engine = stack.engine
     store = engine.processor.store
     usage = store.memory_usage()
@@ -77,11 +107,32 @@ def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
                 for prop in _PROPS:
                     props[prop] += int(family.property_int_value(prop) or 0)
     rec["rocksdb_props_mb"] = {k.removeprefix("rocksdb."): round(v / 2**20, 1) for k, v in props.items()}
-    rec.update({k: round(v, 1) for k, v in _malloc_info().items()})
+    rec.update(_malloc_info())
+    from prometheus_client import REGISTRY
+
+    trims = REGISTRY.get_sample_value("kronicle_process_malloc_trims_total")
+    if trims is not None:
+        rec["trims"] = int(trims)
+        rec["trim_s"] = round(REGISTRY.get_sample_value("kronicle_process_malloc_trim_seconds_sum") or 0.0, 4)
+        released = REGISTRY.get_sample_value("kronicle_process_malloc_trim_released_bytes_total") or 0.0
+        rec["trim_released_mb"] = round(released / 2**20, 1)
     rec["gc_objects"] = len(gc.get_objects())
     if traced:
         rec["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
     return rec
+
+
+def _serve_tuned(args: argparse.Namespace) -> None:
+    # The allocator is tuned as `kronicle server start-dev` tunes it, before any thread exists.
+    try:
+        from kronicle._memory import AllocatorOptions, tune_allocator
+    except ImportError:  # a source tree from before kronicle._memory (an A/B against an old main)
+        if args.malloc_arena_max or args.malloc_trim_seconds:
+            print("note: this kronicle has no kronicle._memory; the allocator stays untuned", file=sys.stderr)
+        asyncio.run(_serve(args))
+        return
+    with tune_allocator(AllocatorOptions(arena_max=args.malloc_arena_max, trim_interval_s=args.malloc_trim_seconds)):
+        asyncio.run(_serve(args))
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -172,6 +223,7 @@ async def _drive(args: argparse.Namespace) -> None:
         await client.close()
         server.send_signal(signal.SIGTERM)
         await asyncio.get_running_loop().run_in_executor(None, server.wait, 60)
+    cpu = time.process_time()
     rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
     rss = [(r["t"], r["rss_mb"]) for r in rows]
     rest = [(r["t"], r["rss_mb"] - r["rocksdb_mb"]["block_cache"]) for r in rows]
@@ -183,6 +235,10 @@ async def _drive(args: argparse.Namespace) -> None:
         "rss_slope_second_half_mb_per_min": round(_slope(rss[len(rss) // 2 :]), 2),
         "rss_minus_rocksdb_slope_second_half_mb_per_min": round(_slope(rest[len(rest) // 2 :]), 2),
         "rocksdb_mb_at_end": rows[-1]["rocksdb_mb"] if rows else {},
+        "malloc_heap_free_mb_at_end": [rows[-1].get("malloc_heap_mb"), rows[-1].get("malloc_free_mb")] if rows else [],
+        "engine_cpu_ms_per_wf": round(rows[-1]["cpu_s"] * 1000 / done, 3) if rows and done else None,
+        "bench_cpu_ms_per_wf": round(cpu * 1000 / done, 3) if done else None,
+        "trims": [rows[-1].get("trims"), rows[-1].get("trim_s"), rows[-1].get("trim_released_mb")] if rows else [],
     }
     print(json.dumps(summary, indent=1))
 
@@ -196,9 +252,18 @@ def main() -> None:
     parser.add_argument("--cache-mb", type=int, default=0, help="StoreOptions.block_cache_bytes (default 64)")
     parser.add_argument("--memtable-mb", type=int, default=0, help="StoreOptions.memtable_bytes (default 32)")
     parser.add_argument("--tracemalloc", action="store_true", help="also record Python's traced memory")
+    parser.add_argument(
+        "--malloc-arena-max", type=int, default=2, help="glibc malloc arena cap of the engine process (0: glibc's)"
+    )
+    parser.add_argument(
+        "--malloc-trim-seconds", type=float, default=30.0, help="malloc_trim(0) period in the engine process (0: off)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(_serve(args) if args.serve else _drive(args))
+    if args.serve:
+        _serve_tuned(args)
+    else:
+        asyncio.run(_drive(args))
 
 
 if __name__ == "__main__":
