@@ -22,8 +22,10 @@ Two remedies, both on glibc only and both no-ops elsewhere:
   (``kronicle_process_malloc_trim_seconds``), as is the resident memory it
   gave back, so its cost is visible.
 
-:func:`tune_allocator` applies both as :class:`AllocatorOptions` say; the
-server commands call it first thing and offer options to turn either off.
+:func:`start_tuning` (or the context manager :func:`tune_allocator`) applies
+both as :class:`AllocatorOptions` say; the server commands (``kronicle server
+start-dev``, ``kronicle engine run``) call it first thing and have options
+``--malloc-arena-max`` and ``--malloc-trim-seconds`` to turn either off (0).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "limit_arenas",
     "malloc_trim",
     "resident_bytes",
+    "start_tuning",
     "tune_allocator",
 ]
 
@@ -197,24 +200,38 @@ class MallocTrimmer:
         self.stop()
 
 
+def start_tuning(options: AllocatorOptions | None = None) -> MallocTrimmer | None:
+    """Cap the arenas now and start the periodic trim, as ``options`` say (glibc only).
+
+    Call it at the very start of a server process, before anything starts a
+    thread. Off glibc, or with both knobs at 0, it does nothing.
+
+    Returns:
+        The running trimmer (a daemon thread; :meth:`MallocTrimmer.stop` it to
+        end it early), or None when there is none.
+    """
+    options = options or AllocatorOptions()
+    if glibc() is None:
+        return None
+    if options.arena_max > 0:
+        limit_arenas(options.arena_max)
+    if options.trim_interval_s <= 0:
+        return None
+    trimmer = MallocTrimmer(options.trim_interval_s)
+    trimmer.start()
+    return trimmer
+
+
 @contextlib.contextmanager
 def tune_allocator(options: AllocatorOptions | None = None) -> Iterator[MallocTrimmer | None]:
-    """Cap the arenas now and trim periodically while in the block, as ``options`` say (glibc only).
-
-    Enter it at the very start of a server process, before anything starts a
-    thread. Off glibc, or with both knobs at 0, it does nothing.
+    """:func:`start_tuning` on entry, the trimmer stopped on exit (the arena cap stays: it cannot be undone).
 
     Yields:
         The running trimmer, or None when there is none.
     """
-    options = options or AllocatorOptions()
-    if glibc() is None:
-        yield None
-        return
-    if options.arena_max > 0:
-        limit_arenas(options.arena_max)
-    if options.trim_interval_s <= 0:
-        yield None
-        return
-    with MallocTrimmer(options.trim_interval_s) as trimmer:
+    trimmer = start_tuning(options)
+    try:
         yield trimmer
+    finally:
+        if trimmer is not None:
+            trimmer.stop()

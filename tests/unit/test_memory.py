@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from typer.testing import CliRunner
 
 from kronicle import _memory
 from kronicle._memory import AllocatorOptions, MallocTrimmer, tune_allocator
@@ -178,3 +182,39 @@ def test_tune_allocator_does_nothing_off_glibc(monkeypatch: pytest.MonkeyPatch) 
     assert _memory.malloc_trim() is None
     with tune_allocator(AllocatorOptions(arena_max=2, trim_interval_s=1)) as trimmer:
         assert trimmer is None
+
+
+def test_start_dev_tunes_the_allocator_before_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kronicle.cli import app, server
+
+    seen: list[object] = []
+
+    @contextlib.contextmanager
+    def tune(options: AllocatorOptions) -> Iterator[None]:
+        seen.append(options)
+        yield None
+        seen.append("untuned")
+
+    async def serve(*args: object) -> None:
+        seen.append("served")
+
+    monkeypatch.setattr(server, "tune_allocator", tune)
+    monkeypatch.setattr(server, "_serve", serve)
+    result = CliRunner().invoke(app, ["server", "start-dev", "--malloc-arena-max", "3", "--malloc-trim-seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert seen == [AllocatorOptions(arena_max=3, trim_interval_s=0.0), "served", "untuned"]
+    seen.clear()
+    assert CliRunner().invoke(app, ["server", "start-dev"]).exit_code == 0
+    assert seen[0] == AllocatorOptions(), "start-dev's defaults differ from AllocatorOptions()"
+
+
+def test_engine_run_tunes_the_allocator_before_it_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from kronicle.cli import app, engine
+
+    seen: list[object] = []
+    monkeypatch.setattr(engine, "start_tuning", seen.append)
+    monkeypatch.setattr(engine, "_run_workflow_engine", lambda *args: seen.append("ran"))
+    args = ["engine", "run", "--kafka", "127.0.0.1:1", "--state-dir", str(tmp_path), "--handler", "workflow"]
+    result = CliRunner().invoke(app, [*args, "--malloc-trim-seconds", "10"])
+    assert result.exit_code == 0, result.output
+    assert seen == [AllocatorOptions(arena_max=2, trim_interval_s=10.0), "ran"]
