@@ -37,7 +37,16 @@ from typing import Any
 
 import psutil
 
-_PROPS = ("rocksdb.size-all-mem-tables", "rocksdb.total-sst-files-size", "rocksdb.estimate-table-readers-mem")
+_PROPS = (
+    "rocksdb.size-all-mem-tables",
+    "rocksdb.cur-size-active-mem-table",
+    "rocksdb.num-immutable-mem-table",
+    "rocksdb.mem-table-flush-pending",
+    "rocksdb.num-running-flushes",
+    "rocksdb.total-sst-files-size",
+    "rocksdb.estimate-table-readers-mem",
+)
+_COUNTS = {"rocksdb.num-immutable-mem-table", "rocksdb.mem-table-flush-pending", "rocksdb.num-running-flushes"}
 
 
 def _malloc_info() -> dict[str, Any]:
@@ -106,7 +115,10 @@ def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
             for family in (*part.cfs.values(), part.meta):
                 for prop in _PROPS:
                     props[prop] += int(family.property_int_value(prop) or 0)
-    rec["rocksdb_props_mb"] = {k.removeprefix("rocksdb."): round(v / 2**20, 1) for k, v in props.items()}
+    rec["rocksdb_props_mb"] = {
+        k.removeprefix("rocksdb."): v if k in _COUNTS else round(v / 2**20, 1) for k, v in props.items()
+    }
+    rec["rocksdb_mb"]["pinned"] = round(usage.pinned_bytes / 2**20, 1)
     rec.update(_malloc_info())
     from prometheus_client import REGISTRY
 
@@ -136,23 +148,16 @@ def _serve_tuned(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from kronicle.state import store as store_module
-
-    if args.cache_mb or args.memtable_mb:
-        sized = store_module.StoreOptions(
-            block_cache_bytes=(args.cache_mb or 64) << 20, memtable_bytes=(args.memtable_mb or 32) << 20
-        )
-        original = store_module.StateStore.__init__
-
-        def init(self: Any, root: Any, namespace: str, cfs: Any, *, options: Any = sized) -> None:
-            original(self, root, namespace, cfs, options=options)
-
-        store_module.StateStore.__init__ = init  # type: ignore[method-assign]
     from kronicle.connectors.dev_stack import DevStack
+    from kronicle.state.store import StoreOptions
 
+    store = StoreOptions(
+        block_cache_bytes=(args.cache_mb or 64) << 20,
+        memtable_bytes=(args.memtable_mb or args.cache_mb // 2 or 32) << 20,
+    )
     if args.tracemalloc:
         tracemalloc.start()
-    stack = DevStack(port=0, namespace="default", partitions=1)
+    stack = DevStack(port=0, namespace="default", partitions=1, store_options=store)
     await stack.start()
     print(f"frontend http://{stack.frontend_address}", flush=True)
     stop = threading.Event()
@@ -249,8 +254,15 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=200)
     parser.add_argument("--period", type=float, default=10, help="seconds between samples")
     parser.add_argument("--out", default="memory-probe.jsonl", help="where the samples go (JSON lines)")
-    parser.add_argument("--cache-mb", type=int, default=0, help="StoreOptions.block_cache_bytes (default 64)")
-    parser.add_argument("--memtable-mb", type=int, default=0, help="StoreOptions.memtable_bytes (default 32)")
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=0,
+        help="StoreOptions.block_cache_bytes (default 64; bench.compare's memory run: 16)",
+    )
+    parser.add_argument(
+        "--memtable-mb", type=int, default=0, help="StoreOptions.memtable_bytes (default half the cache)"
+    )
     parser.add_argument("--tracemalloc", action="store_true", help="also record Python's traced memory")
     parser.add_argument(
         "--malloc-arena-max", type=int, default=2, help="glibc malloc arena cap of the engine process (0: glibc's)"
