@@ -222,6 +222,7 @@ def _malloc_trims(frontend: str) -> dict[str, float]:
     names = {
         "kronicle_process_malloc_trims_total": "calls",
         "kronicle_process_malloc_trim_seconds_sum": "seconds",
+        "kronicle_process_malloc_trim_cpu_seconds_total": "cpu_seconds",
         "kronicle_process_malloc_trim_released_bytes_total": "released_mb",
         "kronicle_process_malloc_arena_max": "arena_max",
     }

@@ -126,6 +126,7 @@ def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
     if trims is not None:
         rec["trims"] = int(trims)
         rec["trim_s"] = round(REGISTRY.get_sample_value("kronicle_process_malloc_trim_seconds_sum") or 0.0, 4)
+        rec["trim_cpu_s"] = round(REGISTRY.get_sample_value("kronicle_process_malloc_trim_cpu_seconds_total") or 0.0, 4)
         released = REGISTRY.get_sample_value("kronicle_process_malloc_trim_released_bytes_total") or 0.0
         rec["trim_released_mb"] = round(released / 2**20, 1)
     rec["gc_objects"] = len(gc.get_objects())
@@ -243,7 +244,11 @@ async def _drive(args: argparse.Namespace) -> None:
         "malloc_heap_free_mb_at_end": [rows[-1].get("malloc_heap_mb"), rows[-1].get("malloc_free_mb")] if rows else [],
         "engine_cpu_ms_per_wf": round(rows[-1]["cpu_s"] * 1000 / done, 3) if rows and done else None,
         "bench_cpu_ms_per_wf": round(cpu * 1000 / done, 3) if done else None,
-        "trims": [rows[-1].get("trims"), rows[-1].get("trim_s"), rows[-1].get("trim_released_mb")] if rows else [],
+        "trims_calls_wall_s_cpu_s_released_mb": [
+            rows[-1].get(k) for k in ("trims", "trim_s", "trim_cpu_s", "trim_released_mb")
+        ]
+        if rows
+        else [],
     }
     print(json.dumps(summary, indent=1))
 

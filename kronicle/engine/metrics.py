@@ -11,6 +11,7 @@ __all__ = [
     "LAG",
     "MALLOC_ARENA_MAX",
     "MALLOC_TRIMS",
+    "MALLOC_TRIM_CPU",
     "MALLOC_TRIM_RELEASED",
     "MALLOC_TRIM_SECONDS",
     "PARTITIONS",
@@ -50,6 +51,10 @@ MALLOC_TRIM_SECONDS = Histogram(
     "kronicle_process_malloc_trim_seconds",
     "Duration of one malloc_trim(0) call (it holds each malloc arena's lock in turn).",
     buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
+MALLOC_TRIM_CPU = Counter(
+    "kronicle_process_malloc_trim_cpu_seconds_total",
+    "CPU time spent in malloc_trim(0) (its cost; the histogram's wall time also counts time not scheduled).",
 )
 MALLOC_TRIM_RELEASED = Counter(
     "kronicle_process_malloc_trim_released_bytes_total",

@@ -134,6 +134,7 @@ def test_trim_once_is_timed_and_counted() -> None:
     assert seconds >= 0
     assert _sample("kronicle_process_malloc_trims_total") == trims + 1
     assert _sample("kronicle_process_malloc_trim_seconds_count") == count + 1
+    assert REGISTRY.get_sample_value("kronicle_process_malloc_trim_cpu_seconds_total") is not None
 
 
 def test_the_trimmer_thread_trims_every_interval_until_stopped() -> None:
