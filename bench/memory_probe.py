@@ -3,15 +3,24 @@
 Usage::
 
     python -m bench.memory_probe [--seconds 600] [--callers 200] [--out mem.jsonl]
-        [--cache-mb 64 --memtable-mb 32] [--tracemalloc]
+        [--cache-mb 16 [--memtable-mb 8]] [--tracemalloc]
+        [--malloc-arena-max 2] [--malloc-trim-seconds 30]
 
 Starts the dev stack (a fresh broker, the engine and the frontend, one
-partition, like ``kronicle server start-dev --partitions 1``) in a child
-process that writes one JSON line every ``--period`` seconds: RSS, the state
-store's ``memory_usage()``, RocksDB properties summed over column families,
-glibc's ``malloc_info`` (heap size and free lists), the gc object count and,
-with ``--tracemalloc``, Python's traced total. This process runs the bench's
-worker and closed-loop callers for ``--seconds``, then prints the slopes.
+partition, like ``kronicle server start-dev --partitions 1``, with the
+allocator tuned as start-dev tunes it: ``kronicle._memory``) in a child
+process that writes one JSON line every ``--period`` seconds: RSS (and its
+anonymous and file-backed parts), CPU seconds, threads, the state store's
+``memory_usage()`` and RocksDB properties summed over column families,
+glibc's ``malloc_info`` (heap size, free lists and mmaps, in total and per
+arena), the malloc_trim counters, the gc object count and, with
+``--tracemalloc``, Python's traced total. This process runs the bench's
+worker and closed-loop callers for ``--seconds``, then prints the slopes and
+the CPU milliseconds per workflow of both processes.
+
+For an A/B against another source tree, run this file from each tree at the
+same time (``PYTHONPATH`` at each); a tree without ``kronicle._memory`` runs
+untuned.
 """
 
 from __future__ import annotations
