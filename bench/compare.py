@@ -203,8 +203,35 @@ async def _memory(adapter: Any, plan: Plan) -> dict[str, Any]:
     finally:
         rss = sampler.stop()
     rocksdb = {"start": rocksdb_start, "end": await loop.run_in_executor(None, state)}
+    trims = await loop.run_in_executor(None, _malloc_trims, getattr(adapter.client, "target", ""))
     _log(f"{adapter.name}: memory run: {level['completed']} workflows in {level['seconds']} s, RocksDB MB {rocksdb}")
-    return {"run": level, "rss": rss, "rocksdb_mb": rocksdb}
+    return {"run": level, "rss": rss, "rocksdb_mb": rocksdb, "malloc_trim": trims}
+
+
+def _malloc_trims(frontend: str) -> dict[str, float]:
+    """The engine process's periodic malloc_trim so far (kronicle._memory's metrics): calls, seconds, MB given back."""
+    import re
+    import urllib.request
+
+    url = (frontend if "://" in frontend else f"http://{frontend}").rstrip("/") + "/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    names = {
+        "kronicle_process_malloc_trims_total": "calls",
+        "kronicle_process_malloc_trim_seconds_sum": "seconds",
+        "kronicle_process_malloc_trim_cpu_seconds_total": "cpu_seconds",
+        "kronicle_process_malloc_trim_released_bytes_total": "released_mb",
+        "kronicle_process_malloc_arena_max": "arena_max",
+    }
+    out: dict[str, float] = {}
+    for name, value in re.findall(r"^(kronicle_process_malloc_\w+) (\S+)$", text, re.MULTILINE):
+        if name in names:
+            scale = 2**20 if name.endswith("_bytes_total") else 1
+            out[names[name]] = round(float(value) / scale, 4)
+    return out
 
 
 def _raw(plan: Plan, kafka: str | None = None) -> dict[str, Any]:
@@ -326,6 +353,7 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
             "rss": memory["rss"],
             "rocksdb_mb": memory["rocksdb_mb"],
             "state_cache_mb": plan.memory_state_cache_mb,
+            "malloc_trim": memory["malloc_trim"],
             "load": [memory["load_before"], memory["load_after"]],
         }
     if not skip_raw:

@@ -3,15 +3,24 @@
 Usage::
 
     python -m bench.memory_probe [--seconds 600] [--callers 200] [--out mem.jsonl]
-        [--cache-mb 64 --memtable-mb 32] [--tracemalloc]
+        [--cache-mb 16 [--memtable-mb 8]] [--tracemalloc]
+        [--malloc-arena-max 2] [--malloc-trim-seconds 30]
 
 Starts the dev stack (a fresh broker, the engine and the frontend, one
-partition, like ``kronicle server start-dev --partitions 1``) in a child
-process that writes one JSON line every ``--period`` seconds: RSS, the state
-store's ``memory_usage()``, RocksDB properties summed over column families,
-glibc's ``malloc_info`` (heap size and free lists), the gc object count and,
-with ``--tracemalloc``, Python's traced total. This process runs the bench's
-worker and closed-loop callers for ``--seconds``, then prints the slopes.
+partition, like ``kronicle server start-dev --partitions 1``, with the
+allocator tuned as start-dev tunes it: ``kronicle._memory``) in a child
+process that writes one JSON line every ``--period`` seconds: RSS (and its
+anonymous and file-backed parts), CPU seconds, threads, the state store's
+``memory_usage()`` and RocksDB properties summed over column families,
+glibc's ``malloc_info`` (heap size, free lists and mmaps, in total and per
+arena), the malloc_trim counters, the gc object count and, with
+``--tracemalloc``, Python's traced total. This process runs the bench's
+worker and closed-loop callers for ``--seconds``, then prints the slopes and
+the CPU milliseconds per workflow of both processes.
+
+For an A/B against another source tree, run this file from each tree at the
+same time (``PYTHONPATH`` at each); a tree without ``kronicle._memory`` runs
+untuned.
 """
 
 from __future__ import annotations
@@ -37,11 +46,20 @@ from typing import Any
 
 import psutil
 
-_PROPS = ("rocksdb.size-all-mem-tables", "rocksdb.total-sst-files-size", "rocksdb.estimate-table-readers-mem")
+_PROPS = (
+    "rocksdb.size-all-mem-tables",
+    "rocksdb.cur-size-active-mem-table",
+    "rocksdb.num-immutable-mem-table",
+    "rocksdb.mem-table-flush-pending",
+    "rocksdb.num-running-flushes",
+    "rocksdb.total-sst-files-size",
+    "rocksdb.estimate-table-readers-mem",
+)
+_COUNTS = {"rocksdb.num-immutable-mem-table", "rocksdb.mem-table-flush-pending", "rocksdb.num-running-flushes"}
 
 
-def _malloc_info() -> dict[str, float]:
-    """glibc heap size and the free bytes in it, MB (empty off glibc)."""
+def _malloc_info() -> dict[str, Any]:
+    """glibc's heap size and the free bytes in it, MB, in total and per arena (empty off glibc)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -57,12 +75,42 @@ def _malloc_info() -> dict[str, float]:
         xml = Path(tmp.name).read_text()
     tail = xml[xml.rfind("</heap>") :]
     system = re.search(r'<system type="current" size="(\d+)"', tail)
+    mmap = re.search(r'<total type="mmap" count="\d+" size="(\d+)"', tail)
     free = sum(int(m) for m in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', tail))
-    return {"malloc_heap_mb": round(int(system.group(1)) / 2**20, 1) if system else 0.0, "malloc_free_mb": free / 2**20}
+    arenas = []  # (heap MB, free MB) of each arena: which threads' arenas hold the free memory
+    for heap in re.findall(r"<heap nr=\"\d+\">.*?</heap>", xml, re.S):
+        size = re.search(r'<system type="current" size="(\d+)"', heap)
+        hfree = sum(int(m) for m in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', heap))
+        arenas.append([round(int(size.group(1)) / 2**20, 1) if size else 0.0, round(hfree / 2**20, 1)])
+    return {
+        "malloc_heap_mb": round(int(system.group(1)) / 2**20, 1) if system else 0.0,
+        "malloc_free_mb": round(free / 2**20, 1),
+        "malloc_mmap_mb": round(int(mmap.group(1)) / 2**20, 1) if mmap else 0.0,
+        "malloc_arenas": arenas,
+    }
+
+
+def _smaps() -> dict[str, float]:
+    """Anonymous and file-backed resident memory, MB, from /proc/self/smaps_rollup."""
+    try:
+        text = Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return {}
+    kb = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+):\s+(\d+) kB", text, re.M)}
+    return {
+        "anon_mb": round(kb.get("Anonymous", 0) / 1024, 1),
+        "file_mb": round(kb.get("Rss", 0) / 1024 - kb.get("Anonymous", 0) / 1024, 1),
+    }
 
 
 def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
-    rec: dict[str, Any] = {"rss_mb": round(proc.memory_info().rss / 2**20, 1)}
+    cpu = proc.cpu_times()
+    rec: dict[str, Any] = {
+        "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+        "cpu_s": round(cpu.user + cpu.system, 2),
+        "threads": proc.num_threads(),
+        **_smaps(),
+    }
     engine = stack.engine
     store = engine.processor.store
     usage = store.memory_usage()
@@ -76,32 +124,50 @@ def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
             for family in (*part.cfs.values(), part.meta):
                 for prop in _PROPS:
                     props[prop] += int(family.property_int_value(prop) or 0)
-    rec["rocksdb_props_mb"] = {k.removeprefix("rocksdb."): round(v / 2**20, 1) for k, v in props.items()}
-    rec.update({k: round(v, 1) for k, v in _malloc_info().items()})
+    rec["rocksdb_props_mb"] = {
+        k.removeprefix("rocksdb."): v if k in _COUNTS else round(v / 2**20, 1) for k, v in props.items()
+    }
+    rec["rocksdb_mb"]["pinned"] = round(usage.pinned_bytes / 2**20, 1)
+    rec.update(_malloc_info())
+    from prometheus_client import REGISTRY
+
+    trims = REGISTRY.get_sample_value("kronicle_process_malloc_trims_total")
+    if trims is not None:
+        rec["trims"] = int(trims)
+        rec["trim_s"] = round(REGISTRY.get_sample_value("kronicle_process_malloc_trim_seconds_sum") or 0.0, 4)
+        rec["trim_cpu_s"] = round(REGISTRY.get_sample_value("kronicle_process_malloc_trim_cpu_seconds_total") or 0.0, 4)
+        released = REGISTRY.get_sample_value("kronicle_process_malloc_trim_released_bytes_total") or 0.0
+        rec["trim_released_mb"] = round(released / 2**20, 1)
     rec["gc_objects"] = len(gc.get_objects())
     if traced:
         rec["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
     return rec
 
 
+def _serve_tuned(args: argparse.Namespace) -> None:
+    # The allocator is tuned as `kronicle server start-dev` tunes it, before any thread exists.
+    try:
+        from kronicle._memory import AllocatorOptions, tune_allocator
+    except ImportError:  # a source tree from before kronicle._memory (an A/B against an old main)
+        if args.malloc_arena_max or args.malloc_trim_seconds:
+            print("note: this kronicle has no kronicle._memory; the allocator stays untuned", file=sys.stderr)
+        asyncio.run(_serve(args))
+        return
+    with tune_allocator(AllocatorOptions(arena_max=args.malloc_arena_max, trim_interval_s=args.malloc_trim_seconds)):
+        asyncio.run(_serve(args))
+
+
 async def _serve(args: argparse.Namespace) -> None:
-    from kronicle.state import store as store_module
-
-    if args.cache_mb or args.memtable_mb:
-        sized = store_module.StoreOptions(
-            block_cache_bytes=(args.cache_mb or 64) << 20, memtable_bytes=(args.memtable_mb or 32) << 20
-        )
-        original = store_module.StateStore.__init__
-
-        def init(self: Any, root: Any, namespace: str, cfs: Any, *, options: Any = sized) -> None:
-            original(self, root, namespace, cfs, options=options)
-
-        store_module.StateStore.__init__ = init  # type: ignore[method-assign]
     from kronicle.connectors.dev_stack import DevStack
+    from kronicle.state.store import StoreOptions
 
+    store = StoreOptions(
+        block_cache_bytes=(args.cache_mb or 64) << 20,
+        memtable_bytes=(args.memtable_mb or args.cache_mb // 2 or 32) << 20,
+    )
     if args.tracemalloc:
         tracemalloc.start()
-    stack = DevStack(port=0, namespace="default", partitions=1)
+    stack = DevStack(port=0, namespace="default", partitions=1, store_options=store)
     await stack.start()
     print(f"frontend http://{stack.frontend_address}", flush=True)
     stop = threading.Event()
@@ -172,6 +238,7 @@ async def _drive(args: argparse.Namespace) -> None:
         await client.close()
         server.send_signal(signal.SIGTERM)
         await asyncio.get_running_loop().run_in_executor(None, server.wait, 60)
+    cpu = time.process_time()
     rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
     rss = [(r["t"], r["rss_mb"]) for r in rows]
     rest = [(r["t"], r["rss_mb"] - r["rocksdb_mb"]["block_cache"]) for r in rows]
@@ -183,6 +250,14 @@ async def _drive(args: argparse.Namespace) -> None:
         "rss_slope_second_half_mb_per_min": round(_slope(rss[len(rss) // 2 :]), 2),
         "rss_minus_rocksdb_slope_second_half_mb_per_min": round(_slope(rest[len(rest) // 2 :]), 2),
         "rocksdb_mb_at_end": rows[-1]["rocksdb_mb"] if rows else {},
+        "malloc_heap_free_mb_at_end": [rows[-1].get("malloc_heap_mb"), rows[-1].get("malloc_free_mb")] if rows else [],
+        "engine_cpu_ms_per_wf": round(rows[-1]["cpu_s"] * 1000 / done, 3) if rows and done else None,
+        "bench_cpu_ms_per_wf": round(cpu * 1000 / done, 3) if done else None,
+        "trims_calls_wall_s_cpu_s_released_mb": [
+            rows[-1].get(k) for k in ("trims", "trim_s", "trim_cpu_s", "trim_released_mb")
+        ]
+        if rows
+        else [],
     }
     print(json.dumps(summary, indent=1))
 
@@ -193,12 +268,28 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=200)
     parser.add_argument("--period", type=float, default=10, help="seconds between samples")
     parser.add_argument("--out", default="memory-probe.jsonl", help="where the samples go (JSON lines)")
-    parser.add_argument("--cache-mb", type=int, default=0, help="StoreOptions.block_cache_bytes (default 64)")
-    parser.add_argument("--memtable-mb", type=int, default=0, help="StoreOptions.memtable_bytes (default 32)")
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=0,
+        help="StoreOptions.block_cache_bytes (default 64; bench.compare's memory run: 16)",
+    )
+    parser.add_argument(
+        "--memtable-mb", type=int, default=0, help="StoreOptions.memtable_bytes (default half the cache)"
+    )
     parser.add_argument("--tracemalloc", action="store_true", help="also record Python's traced memory")
+    parser.add_argument(
+        "--malloc-arena-max", type=int, default=2, help="glibc malloc arena cap of the engine process (0: glibc's)"
+    )
+    parser.add_argument(
+        "--malloc-trim-seconds", type=float, default=30.0, help="malloc_trim(0) period in the engine process (0: off)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(_serve(args) if args.serve else _drive(args))
+    if args.serve:
+        _serve_tuned(args)
+    else:
+        asyncio.run(_drive(args))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kronicle.engine.batch import InputRecord, PartitionBatch
@@ -43,8 +44,12 @@ def _cmd(command_type: str, **attrs: Any) -> dict[str, Any]:
     return {"command_type": command_type, f"{snake}_command_attributes": attrs}
 
 
-def run(workflows: int, concurrency: int) -> float:
-    """Microseconds of CPU per workflow (process time) for ``workflows`` one-activity workflows."""
+def run(workflows: int, concurrency: int, observe: Callable[[PartitionBatch], None] | None = None) -> float:
+    """Microseconds of CPU per workflow (process time) for ``workflows`` one-activity workflows.
+
+    ``observe`` is called with every batch after it ran and before its writes reach the store
+    (``bench.write_count`` counts what the processor would produce from it).
+    """
     registry = default_registry()
     topics = WorkflowTopics("bench")
     handler = WorkflowHandler(topics=topics, encode=registry.encode, decode=registry.decode)
@@ -72,6 +77,8 @@ def run(workflows: int, concurrency: int) -> float:
             batch.add(InputRecord(0, offset, value["workflow_id"].encode(), raw, (), batch.now_ms))
             offset += 1
         assert not batch.dead_lettered, batch.effects.outputs[-1].headers
+        if observe is not None:
+            observe(batch)
         for key, val in batch.effects.writes.items():
             if val is None:
                 store.pop(key, None)

@@ -12,7 +12,11 @@ from typing import Annotated
 
 import typer
 
+from kronicle._memory import AllocatorOptions, start_tuning
+
 app = typer.Typer(no_args_is_help=True, help="Run the engine's partition processors.")
+
+_ALLOCATOR = AllocatorOptions()
 
 
 @app.command("run")
@@ -32,8 +36,17 @@ def run(
         int, typer.Option(help="Partitions of the namespace's topics if the workflow engine must create them.")
     ] = 4,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "INFO",
+    malloc_arena_max: Annotated[
+        int, typer.Option(min=0, help="Most glibc malloc arenas of this process (0: glibc's default).")
+    ] = _ALLOCATOR.arena_max,
+    malloc_trim_seconds: Annotated[
+        float,
+        typer.Option(min=0, help="Give freed heap memory back to the OS (glibc malloc_trim) this often (0: never)."),
+    ] = _ALLOCATOR.trim_interval_s,
 ) -> None:
     """Apply a namespace's commands until SIGTERM or Ctrl-C."""
+    # First, before any thread exists: glibc fixes a thread's malloc arena at its first allocation.
+    start_tuning(AllocatorOptions(arena_max=malloc_arena_max, trim_interval_s=malloc_trim_seconds))
     from kronicle.engine.counter import CounterHandler, counter_registry
     from kronicle.engine.processor import Processor, ProcessorConfig
     from kronicle.topics import NamespaceTopics

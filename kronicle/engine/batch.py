@@ -180,10 +180,19 @@ class PartitionBatch:
                 OutputRecord(self._commands_topic, key, self._codec.encode(TIMER_FIRED_SCHEMA, datum), self.partition)
             )
             self.effects.writes[("timers", tkey)] = None
-            self.effects.writes[("timer_ids", timer_id)] = None
+            if self._indexed(timer_id):
+                self.effects.writes[("timer_ids", timer_id)] = None
             fired += 1
         self.timers_fired += fired
         return fired
+
+    def _indexed(self, timer_id: bytes) -> bool:
+        # Only timers armed with schedule_timer have an index entry; deleting one that
+        # does not exist would still cost a changelog tombstone.
+        sk = ("timer_ids", timer_id)
+        if sk in self.effects.writes:
+            return self.effects.writes[sk] is not None
+        return self._read("timer_ids", timer_id) is not None
 
     @property
     def has_output(self) -> bool:

@@ -129,6 +129,22 @@ class CommandContext:
         if self._drop_timer(timer_id):
             self.timer_ops.append(TimerOp(timer_id, None))
 
+    def set_timer(
+        self, timer_id: bytes, due_ms: int, key: bytes, payload: bytes, *, previous_due_ms: int | None
+    ) -> None:
+        if previous_due_ms is None:
+            # A timer of this id may have been armed with its index (by schedule_timer, or
+            # by a version that indexed every timer): replace it through the index.
+            self._drop_timer(timer_id)
+        elif previous_due_ms != due_ms:
+            self.delete("timers", timer_key(previous_due_ms, timer_id))
+        self.put("timers", timer_key(due_ms, timer_id), _encode_timer(key, payload))
+        self.timer_ops.append(TimerOp(timer_id, due_ms, key, payload))
+
+    def clear_timer(self, timer_id: bytes, due_ms: int) -> None:
+        self.delete("timers", timer_key(due_ms, timer_id))
+        self.timer_ops.append(TimerOp(timer_id, None))
+
     def _drop_timer(self, timer_id: bytes) -> bool:
         due = self.get("timer_ids", timer_id)
         if due is None:

@@ -114,6 +114,24 @@ class Context(Protocol):
         """Cancel a timer; a no-op if it already fired or never existed."""
         ...
 
+    def set_timer(
+        self, timer_id: bytes, due_ms: int, key: bytes, payload: bytes, *, previous_due_ms: int | None
+    ) -> None:
+        """:meth:`schedule_timer` for a handler that remembers the due times of its timers.
+
+        The shell then keeps no timer-id index for the timer (the ``timer_ids``
+        family), so arming, replacing and cancelling it cost one state write (one
+        changelog record) each instead of two. ``previous_due_ms`` is the due time
+        of this ``timer_id``'s armed timer that was set with ``set_timer``; None
+        when there is none, and then a timer of that id armed with
+        :meth:`schedule_timer` is replaced through its index.
+        """
+        ...
+
+    def clear_timer(self, timer_id: bytes, due_ms: int) -> None:
+        """Cancel a timer armed with :meth:`set_timer` for ``due_ms``; a no-op if it already fired."""
+        ...
+
 
 class Handler(Protocol):
     """Logic that applies commands to one partition's state. Pure: no I/O, no clock."""

@@ -9,6 +9,11 @@ __all__ = [
     "COMMANDS",
     "DLQ",
     "LAG",
+    "MALLOC_ARENA_MAX",
+    "MALLOC_TRIMS",
+    "MALLOC_TRIM_CPU",
+    "MALLOC_TRIM_RELEASED",
+    "MALLOC_TRIM_SECONDS",
     "PARTITIONS",
     "STATE_MEMORY",
     "TIMERS_FIRED",
@@ -38,4 +43,24 @@ STATE_MEMORY = Gauge(
     "kronicle_state_memory_bytes",
     "RocksDB memory of the state store, by kind: block_cache (memtables charged to it included), memtables, pinned.",
     ["namespace", "kind"],
+)
+
+# The server process's allocator (kronicle._memory): periodic malloc_trim and the arena cap.
+MALLOC_TRIMS = Counter("kronicle_process_malloc_trims_total", "Periodic malloc_trim(0) calls of this process.")
+MALLOC_TRIM_SECONDS = Histogram(
+    "kronicle_process_malloc_trim_seconds",
+    "Duration of one malloc_trim(0) call (it holds each malloc arena's lock in turn).",
+    buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
+MALLOC_TRIM_CPU = Counter(
+    "kronicle_process_malloc_trim_cpu_seconds_total",
+    "CPU time spent in malloc_trim(0) (its cost; the histogram's wall time also counts time not scheduled).",
+)
+MALLOC_TRIM_RELEASED = Counter(
+    "kronicle_process_malloc_trim_released_bytes_total",
+    "Resident memory given back to the operating system by malloc_trim(0) (RSS before minus after).",
+)
+MALLOC_ARENA_MAX = Gauge(
+    "kronicle_process_malloc_arena_max",
+    "The glibc malloc arena cap this process set at start (0: glibc's default, or not glibc).",
 )

@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +243,32 @@ class EngineService:
         times, and only the last one can answer it.
         """
         return await self._wait(workflow_id, timeout, closed_only=True)
+
+    @contextlib.contextmanager
+    def watch_change(self, workflow_id: str, *, closed_only: bool = False) -> Iterator[asyncio.Event]:
+        """Listen, from now on and while in the block, for a commit of a batch with a command for ``workflow_id``.
+
+        The event is set once such a batch (with ``closed_only``, one that closed a
+        run of the workflow) is committed and in the store, or the workflow's
+        partition was restored; it is set once, a later commit needs a new watch.
+        Unlike :meth:`wait_for_change` this registers at once, without a task: a
+        caller listens before it reads the store or produces a command, so no
+        commit slips between the two, and awaits the event only if it must.
+        """
+        key = workflow_id.encode()
+        entry = _Waiter(asyncio.get_running_loop(), asyncio.Event(), closed_only)
+        with self._waiters_lock:
+            self._waiters[key].append(entry)
+        try:
+            yield entry.event
+        finally:
+            with self._waiters_lock:
+                waiting = self._waiters.get(key)
+                if waiting is not None:
+                    if entry in waiting:
+                        waiting.remove(entry)
+                    if not waiting:
+                        del self._waiters[key]
 
     async def _wait(self, workflow_id: str, timeout: float, *, closed_only: bool) -> bool:
         key = workflow_id.encode()

@@ -208,6 +208,11 @@ def create_app(
     ns = "/api/v1/namespaces/{ns}"
     wf = ns + "/workflows/{workflow_id}"
     r = app.router
+    # The router tries the resources under one path prefix in registration order, one regex each:
+    # the two calls of every workflow (start, then its result) come first.
+    r.add_post(ns + "/workflows", api.start)
+    r.add_get(ns + "/workflows", listing.list)
+    r.add_get(wf + "/result", api.result)
     r.add_get("/healthz", api.healthz)
     r.add_get("/readyz", api.readyz)
     r.add_get("/metrics", metrics)
@@ -217,12 +222,9 @@ def create_app(
     r.add_post("/api/v1/namespaces", namespace_api.create)
     r.add_get(ns, namespace_api.describe)
     r.add_patch(ns, namespace_api.update)
-    r.add_post(ns + "/workflows", api.start)
-    r.add_get(ns + "/workflows", listing.list)
     r.add_get(ns + "/workflow-count", listing.count)
     r.add_get(wf, api.describe)
     r.add_get(wf + "/history", api.history)
-    r.add_get(wf + "/result", api.result)
     r.add_post(wf + "/signal/{signal_name}", api.signal)
     r.add_post(wf + "/signal-with-start/{signal_name}", api.signal_with_start)
     r.add_post(wf + "/cancel", api.cancel)

@@ -45,6 +45,16 @@ _KIND_BY_SCHEMA = {"kronicle.workflow.QueryResult": "query", "kronicle.workflow.
 _ID_FIELD = {"query": "query_id", "update": "update_id"}
 
 _REPLY_RETENTION_MS = 60 * 60 * 1000
+_REPLY_BATCH = 500
+
+
+class _Delivery:
+    """Whether Kafka confirmed a produced command (set on the producer thread)."""
+
+    __slots__ = ("confirmed",)
+
+    def __init__(self) -> None:
+        self.confirmed = False
 
 
 class CommandGateway:
@@ -179,10 +189,16 @@ class CommandGateway:
         with self._lock:
             self._waiting.setdefault(key, collections.deque()).append(answer)
         try:
-            await self.produce(schema, workflow_id, datum, timeout=timeout)
+            # The engine answers only a command it read, so its answer also confirms the delivery:
+            # no separate wait (and no wake-up of the event loop) for the delivery report. A
+            # refused record fails ``answer`` instead.
+            delivery = self._produce(schema, workflow_id, datum, loop, answer)
             try:
-                return await asyncio.wait_for(asyncio.shield(answer), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    return await answer
             except TimeoutError:
+                if not delivery.confirmed:
+                    raise RuntimeError(f"Kafka did not confirm the command within {timeout:g} s") from None
                 return None
         finally:
             with self._lock:
@@ -198,21 +214,43 @@ class CommandGateway:
         Raises:
             RuntimeError: the gateway is not running, or the broker refused or did not confirm the record.
         """
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[None] = loop.create_future()
+        self._produce(schema, workflow_id, datum, loop, delivered, confirm=True)
+        wait = max(timeout, 5.0)
+        try:
+            async with asyncio.timeout(wait):
+                await delivered
+        except TimeoutError as err:
+            raise RuntimeError(f"Kafka did not confirm the command within {wait:.0f} s") from err
+
+    def _produce(
+        self,
+        schema: str,
+        workflow_id: str,
+        datum: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        *,
+        confirm: bool = False,
+    ) -> _Delivery:
+        """Produce one command; a refusal fails ``future``, a confirmation resolves it only if ``confirm``."""
         producer = self._producer
         if producer is None or self._stopping.is_set():
             raise RuntimeError("the frontend is not connected to Kafka")
-        loop = asyncio.get_running_loop()
-        delivered: asyncio.Future[None] = loop.create_future()
         value = self._encode(schema, {**datum, "reply_to": self.reply_topic})
         kbytes = workflow_id.encode()
+        delivery = _Delivery()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             # Runs on the producer thread; a loop closed meanwhile must not kill that thread.
             with contextlib.suppress(RuntimeError):
                 if err is not None:
-                    loop.call_soon_threadsafe(self._fail, delivered, RuntimeError(f"Kafka refused the command: {err}"))
-                else:
-                    loop.call_soon_threadsafe(self._resolve, delivered, None)
+                    loop.call_soon_threadsafe(self._fail, future, RuntimeError(f"Kafka refused the command: {err}"))
+                    return
+                delivery.confirmed = True  # read by the event loop only after a timeout: no wake-up needed
+                if confirm:
+                    loop.call_soon_threadsafe(self._resolve, future, None)
 
         producer.produce(
             self._topics.commands,
@@ -221,11 +259,7 @@ class CommandGateway:
             partition=partition_for(kbytes, self._partitions),
             on_delivery=on_delivery,
         )
-        wait = max(timeout, 5.0)
-        try:
-            await asyncio.wait_for(delivered, timeout=wait)
-        except TimeoutError as err:
-            raise RuntimeError(f"Kafka did not confirm the command within {wait:.0f} s") from err
+        return delivery
 
     @contextlib.contextmanager
     def subscribe(self, kind: str, workflow_id: str, ident: str) -> Iterator[asyncio.Queue[Reply]]:
@@ -271,40 +305,50 @@ class CommandGateway:
         consumer = self._consumer
         assert consumer is not None
         while not self._stopping.is_set():
-            msg = consumer.poll(0.1)
-            if msg is None:
+            # A batch at a time: the engine commits the answers of a whole batch of commands at
+            # once, and the event loop is woken once for all of them, not once per answer. (Not
+            # ``consume(n, 0.1)``: it would wait out the 0.1 s unless n records came.)
+            first = consumer.poll(0.1)
+            if first is None:
                 continue
-            if msg.error():
-                _log.warning("reply topic %s: %s", self.reply_topic, msg.error())
-                continue
-            try:
-                schema, result = self._decode(msg.value() or b"")
-            except Exception:  # noqa: BLE001 - a bad record on our topic must not stop the replies
-                _log.exception("undecodable record on reply topic %s", self.reply_topic)
-                continue
-            self._dispatch(schema, result)
+            messages = [first, *consumer.consume(_REPLY_BATCH, 0)]
+            calls: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+            for msg in messages:
+                if msg.error():
+                    _log.warning("reply topic %s: %s", self.reply_topic, msg.error())
+                    continue
+                try:
+                    schema, result = self._decode(msg.value() or b"")
+                except Exception:  # noqa: BLE001 - a bad record on our topic must not stop the replies
+                    _log.exception("undecodable record on reply topic %s", self.reply_topic)
+                    continue
+                self._dispatch(schema, result, calls)
+            if calls and self._loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+                    self._loop.call_soon_threadsafe(_call_all, calls)
 
-    def _dispatch(self, schema: str, result: dict[str, Any]) -> None:
+    def _dispatch(
+        self, schema: str, result: dict[str, Any], calls: list[tuple[Callable[..., None], tuple[Any, ...]]]
+    ) -> None:
+        """Add to ``calls`` what hands one reply to whoever waits for it (run on the event loop)."""
         workflow_id = str(result.get("workflow_id", ""))
-        future: asyncio.Future[CommandOutcome] | None = None
-        queues: list[asyncio.Queue[Reply]] = []
         with self._lock:
             if schema == _RESULT:
                 request_id = str(result.get("request_id", ""))
                 waiting = self._waiting.get((workflow_id, request_id))
                 if waiting:
-                    future = waiting.popleft()
+                    calls.append((self._resolve, (waiting.popleft(), result)))
                 elif not result.get("ok"):
                     # A rejected query or update: the engine names it by its own id.
                     for kind in _ID_FIELD:
-                        queues.extend(self._subscribers.get((kind, workflow_id, request_id), ()))
+                        for queue in self._subscribers.get((kind, workflow_id, request_id), ()):
+                            calls.append((queue.put_nowait, ((schema, result),)))
             elif schema in _KIND_BY_SCHEMA:
                 kind = _KIND_BY_SCHEMA[schema]
-                queues.extend(self._subscribers.get((kind, workflow_id, str(result.get(_ID_FIELD[kind], ""))), ()))
-        if self._loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
-            if future is not None:
-                self._loop.call_soon_threadsafe(self._resolve, future, result)
-            for queue in queues:
-                self._loop.call_soon_threadsafe(queue.put_nowait, (schema, result))
+                for queue in self._subscribers.get((kind, workflow_id, str(result.get(_ID_FIELD[kind], ""))), ()):
+                    calls.append((queue.put_nowait, ((schema, result),)))
+
+
+def _call_all(calls: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> None:
+    for fn, args in calls:
+        fn(*args)

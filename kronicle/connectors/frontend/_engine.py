@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, Protocol
 
 from kronicle.schemas import SchemaRegistry
@@ -45,6 +47,12 @@ class EngineLike(Protocol):
 
     async def wait_for_change(self, workflow_id: str, timeout: float) -> bool:
         """Wait until a batch touching the workflow committed; False on timeout."""
+        ...
+
+    def watch_change(
+        self, workflow_id: str, *, closed_only: bool = False
+    ) -> contextlib.AbstractContextManager[asyncio.Event]:
+        """While in the block, an event set once a batch touching the workflow (closing a run of it) committed."""
         ...
 
     async def wait_for_close(self, workflow_id: str, timeout: float) -> bool:

@@ -66,6 +66,8 @@ _CLOSING_ATTRS = {
 }
 _LENGTH = struct.Struct(">I")
 MAX_WAIT_S = 60.0
+_RESULT_RECHECK_S = 5.0
+"""A result long poll re-reads the run this often even if no close woke it (a safety net, not the mechanism)."""
 _T = TypeVar("_T")
 
 
@@ -141,20 +143,19 @@ class Api:
         self.ready()
         # The engine's answer is visible once its transaction commits, a moment before its local
         # store has the change. Listening for the commit notification from before the send, and
-        # waiting for it after the answer, makes a describe right after a 2xx see the command.
-        applied = asyncio.ensure_future(self.engine.wait_for_change(workflow_id, self.config.command_timeout_s + 5))
-        await asyncio.sleep(0)  # let the listener register before the command is produced
-        try:
-            outcome = await self.gateway.send(
-                schema, workflow_id, datum, request_id=request_id, timeout=self.config.command_timeout_s
-            )
-            if outcome is not None and outcome.get("ok"):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(applied), 2.0)
-        except RuntimeError as err:
-            raise ApiError("NotReady", f"{err}; retry with the same request_id") from err
-        finally:
-            applied.cancel()
+        # waiting for it after the answer if it has not come yet, makes a describe right after a
+        # 2xx see the command.
+        with self.engine.watch_change(workflow_id) as applied:
+            try:
+                outcome = await self.gateway.send(
+                    schema, workflow_id, datum, request_id=request_id, timeout=self.config.command_timeout_s
+                )
+                if outcome is not None and outcome.get("ok") and not applied.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(2.0):
+                            await applied.wait()
+            except RuntimeError as err:
+                raise ApiError("NotReady", f"{err}; retry with the same request_id") from err
         if outcome is None:
             raise ApiError(
                 "DeadlineExceeded",
@@ -169,10 +170,11 @@ class Api:
 
     def _start_fields(self, body: dict[str, Any], workflow_id: str) -> dict[str, Any]:
         task_queue = req_str(body, "task_queue")
-        try:
-            self.engine.topics.task_queue(task_queue, "workflow")
-        except InvalidNameError as err:
-            raise invalid("task_queue", str(err)) from err
+        if task_queue not in self._queues:  # a known queue's name was checked when it was created
+            try:
+                self.engine.topics.task_queue(task_queue, "workflow")
+            except InvalidNameError as err:
+                raise invalid("task_queue", str(err)) from err
         reuse = opt_str(body, "id_reuse_policy", "ALLOW_DUPLICATE")
         if reuse not in _REUSE:
             raise invalid("id_reuse_policy", f"must be one of {', '.join(_REUSE)}")
@@ -406,14 +408,8 @@ class Api:
         workflow_id = path_id(request)
         run_id = query_str(request, "run_id")
         wait = query_wait(request)
-        deadline = time.monotonic() + wait
-        run = self.run_state(workflow_id, run_id)
+        run = await self._closed_run(workflow_id, run_id, time.monotonic() + wait)
         run_id = run["run_id"]
-        while run["status"] == "RUNNING" and time.monotonic() < deadline:
-            # Woken only when a run of the workflow closed (not on each of its commits).
-            run = await self.after_change(
-                workflow_id, deadline, lambda: self.run_state(workflow_id, run_id), closed_only=True
-            )
         out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": run_id, "status": run["status"]}
         if run["status"] == "RUNNING":
             out["closed"] = False
@@ -423,6 +419,32 @@ class Api:
         if last:
             out.update(closing_event_json(last[0]))
         return web.json_response(out)
+
+    async def _closed_run(self, workflow_id: str, run_id: str, deadline: float) -> dict[str, Any]:
+        """The run's state once it is closed, or still running at ``deadline``.
+
+        The watch is registered before each read, so a close that commits between the
+        read and the wait wakes the wait: it is woken only when a run of the workflow
+        closed (not on each of its commits) or its partition was restored, and re-reads
+        at most every few seconds besides. A read that finds the partition restoring
+        waits again, as :meth:`after_change` does, except on the first read.
+        """
+        first = True
+        while True:
+            with self.engine.watch_change(workflow_id, closed_only=True) as closed:
+                try:
+                    run = self.run_state(workflow_id, run_id)
+                except ApiError as err:
+                    if first or err.code != "NotReady" or time.monotonic() >= deadline:
+                        raise
+                else:
+                    run_id = run["run_id"]
+                    if run["status"] != "RUNNING" or time.monotonic() >= deadline:
+                        return run
+                first = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(_RESULT_RECHECK_S, max(deadline - time.monotonic(), 0.0))):
+                        await closed.wait()
 
     # -- cluster and operations ---------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from kronicle.connectors.visibility._rows import ExecutionUpdate
 from kronicle.connectors.visibility._store import VisibilityStore
@@ -47,6 +47,14 @@ class ProjectorConfig:
     """Most records applied in one database transaction."""
     poll_timeout_s: float = 0.2
     """How long one step waits for records when the topic is idle."""
+    min_batch_interval_s: float = 0.02
+    """In the background loop, the least time from one step's start to the next while records keep coming.
+
+    Records that arrive meanwhile join one batch: one database transaction and one
+    offset commit instead of several. A step after an empty one, or after a full
+    batch (a backlog), starts at once, so this adds at most this much to the
+    visibility lag, and only under a steady stream.
+    """
     group_id: str = ""
     """Consumer group; empty means ``kronicle-visibility-<namespace>``."""
     consumer_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -105,6 +113,8 @@ class VisibilityProjector:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._closed = False
+        self._positions: dict[tuple[str, int], int] = {}
+        """Next offset per partition after the applied batches (their asynchronous commits may be in flight)."""
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -120,6 +130,7 @@ class VisibilityProjector:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
+                "on_commit": _on_commit,
             }
             conf.update(self.config.consumer_config)
             self._consumer = Consumer(conf)
@@ -144,8 +155,19 @@ class VisibilityProjector:
                 await self._task
             self._task = None
         if self._consumer is not None and not self._closed:
-            await asyncio.to_thread(self._consumer.close)
+            await asyncio.to_thread(self._close, self._consumer)
         self._closed = True
+
+    def _close(self, consumer: Consumer) -> None:
+        # The offsets are committed asynchronously after each batch; commit the last ones once more,
+        # synchronously, so a restart in the same group does not re-apply what was applied.
+        # Only for partitions still ours: a partition a rebalance moved may have gone further since.
+        with contextlib.suppress(KafkaException):
+            owned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+            offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items() if (t, p) in owned]
+            if offsets:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        consumer.close()
 
     def assignment(self) -> list[tuple[str, int]]:
         """The (topic, partition) pairs this projector currently owns (empty before it joined the group)."""
@@ -163,12 +185,21 @@ class VisibilityProjector:
         await self.stop()
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.min_batch_interval_s
         while not self._stopping:
+            began = loop.time()
             try:
-                await self.run_once()
+                consumed = await self.run_once()
             except Exception:
                 log.exception("visibility projector step failed; retrying in %.0f s", _RETRY_BACKOFF_S)
                 await asyncio.sleep(_RETRY_BACKOFF_S)
+                continue
+            # Under a steady stream, let records gather: each step has a fixed cost (a database
+            # transaction with its fsync, an offset commit to the broker, two thread hand-offs).
+            rest = began + interval - loop.time()
+            if 0 < consumed < self.config.batch_size and rest > 0:
+                await asyncio.sleep(rest)
 
     # -- one step -----------------------------------------------------------------------------------
 
@@ -181,7 +212,11 @@ class VisibilityProjector:
         """
         consumer = self._ensure_consumer()
         wait = self.config.poll_timeout_s if timeout is None else timeout
-        messages = await asyncio.to_thread(_fetch, consumer, self.config.batch_size, wait)
+        # What the client has already fetched is taken here, on the loop (no thread hand-off);
+        # only an empty queue waits for the first record on a thread.
+        messages = consumer.consume(self.config.batch_size, 0)
+        if not messages:
+            messages = await asyncio.to_thread(_fetch, consumer, self.config.batch_size, wait)
         updates: list[ExecutionUpdate] = []
         first: dict[tuple[str, int], int] = {}
         last: dict[tuple[str, int], int] = {}
@@ -215,18 +250,12 @@ class VisibilityProjector:
             close = u.record.get("close_time_ms")
             if close is not None:
                 self.stats.close_lag_ms.append(now_ms - close)
-        # Rows are durable: now the offsets may move past them.
+        # Rows are durable: now the offsets may move past them. Asynchronously: a commit that fails
+        # (logged by _on_commit) only means the batch is applied again, which is harmless.
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
         try:
-            committed = await asyncio.to_thread(consumer.commit, offsets=offsets, asynchronous=False)
-            for part in committed or []:
-                if part.error is not None:
-                    log.warning(
-                        "visibility projector: offset commit for %s[%d] failed (%s); it will be re-applied",
-                        part.topic,
-                        part.partition,
-                        part.error,
-                    )
+            consumer.commit(offsets=offsets, asynchronous=True)
+            self._positions.update(((t, p), o + 1) for (t, p), o in last.items())
         except KafkaException as exc:
             # E.g. a rebalance took the partitions away: the next owner re-applies the batch, which is harmless.
             log.warning("visibility projector: offset commit failed (%s); the batch will be re-applied", exc)
@@ -258,6 +287,16 @@ def _fetch(consumer: Consumer, limit: int, wait: float) -> list[Message]:
     if first is None:
         return []
     return [first, *consumer.consume(limit - 1, 0)] if limit > 1 else [first]
+
+
+def _on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    # Runs inside the consumer's poll: the result of an asynchronous offset commit.
+    failed = [p for p in partitions if p.error is not None]
+    if err is not None or failed:
+        log.warning(
+            "visibility projector: offset commit failed (%s); those records will be re-applied",
+            err or ", ".join(f"{p.topic}[{p.partition}]: {p.error}" for p in failed),
+        )
 
 
 def _sequence(msg: Message) -> int:

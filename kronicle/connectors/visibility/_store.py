@@ -313,10 +313,11 @@ class VisibilityStore:
             attributes.extend(attribute_rows(u.namespace, u.run_id, values))
         if winners:
             self._backend.executemany(_UPSERT, executions)
-            self._backend.executemany(
-                "DELETE FROM custom_attributes WHERE namespace = ? AND run_id = ?",
-                [(u.namespace, u.run_id) for u in winners],
-            )
+            # A run without a row has no attribute rows either (both are written in one transaction):
+            # only runs seen before need their old attribute rows removed.
+            replaced = [(u.namespace, u.run_id) for u in winners if (u.namespace, u.run_id) in stored]
+            if replaced:
+                self._backend.executemany("DELETE FROM custom_attributes WHERE namespace = ? AND run_id = ?", replaced)
             if attributes:
                 self._backend.executemany(
                     "INSERT INTO custom_attributes (namespace, run_id, name, v_text, v_int, v_double)"

@@ -29,14 +29,13 @@ from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._activity_results import ActivityResults
 from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms
+from kronicle.engine.workflow._events import read_event
 from kronicle.engine.workflow._interworkflow import InterWorkflowResults
 from kronicle.engine.workflow._state import (
     CF_DEDUP,
-    CF_EVENTS,
     COLUMN_FAMILIES,
     WorkflowTopics,
     attributes_field,
-    event_key,
     loads,
     payload_size,
     start_run_id,
@@ -208,6 +207,8 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
             tx.commit()
             return
         run = tx.load(fields["run_id"])
+        if run is not None:
+            tx.timer_fired(run, fields)
         if kind == "retention" and run is not None:
             tx.purge(run)
             tx.commit()
@@ -405,7 +406,9 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
         tx.put(CF_DEDUP, dedup_key, str(expiry).encode())
         timer_id = b"wf-dedup|" + dedup_key
         payload = b'{"arg":"%s","kind":"dedup"}' % dedup_key.hex().encode()
-        tx.ops.append(lambda: tx.ctx.schedule_timer(timer_id, expiry, tx.key, payload))
+        # A request id is remembered once (a retry within the window changes nothing), so the
+        # timer is never re-armed and needs no index to find it.
+        tx.ops.append(lambda: tx.ctx.set_timer(timer_id, expiry, tx.key, payload, previous_due_ms=None))
 
     def _signal(self, tx: Tx, run: Run, signal: dict[str, Any]) -> None:
         if run["signal_count"] >= self._cfg.options.max_signals_per_execution:
@@ -532,7 +535,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
     def _reply_completed_update(self, tx: Tx, run: Run, update_id: str, reply_to: str | None) -> None:
         if not reply_to:
             return
-        raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], run["completed_updates"][update_id]))
+        raw = read_event(tx.ctx.get, run["run_id"], run["completed_updates"][update_id])
         attrs = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionUpdateCompleted")] if raw else {}
         value = {
             "workflow_id": run["workflow_id"],

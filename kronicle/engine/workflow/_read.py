@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kronicle.engine.workflow._state import CF_CURRENT, CF_EVENTS, CF_RUNS, event_key, loads
+from kronicle.engine.workflow._events import iter_events
+from kronicle.engine.workflow._state import CF_CURRENT, CF_RUNS, loads
 
 __all__ = ["describe", "read_history"]
 
@@ -48,11 +49,10 @@ def read_history(
     there are no newer events yet.
     """
     events: list[dict[str, Any]] = []
-    event_id = max(first_event_id, 1)
-    while len(events) < max_events:
-        raw = get(CF_EVENTS, event_key(run_id, event_id))
-        if raw is None:
-            break
+    if max_events <= 0:
+        return events
+    for _event_id, raw in iter_events(get, run_id, first_event_id):
         events.append(decode(raw)[1])
-        event_id += 1
+        if len(events) >= max_events:
+            break
     return events

@@ -43,7 +43,7 @@ CF_RUNS = "wf_runs"
 CF_CURRENT = "wf_current"
 """workflow id -> run id of its current (latest) run."""
 CF_EVENTS = "wf_events"
-"""run id + event id (8 bytes big-endian) -> one HistoryEvent (Confluent-framed Avro)."""
+"""run id + first event id (8 bytes big-endian) -> a chunk of the run's events (see ``_events.py``)."""
 CF_DEDUP = "wf_dedup"
 """workflow id + NUL + request id -> expiry (ms) of a signal's dedup entry."""
 COLUMN_FAMILIES = (CF_RUNS, CF_CURRENT, CF_EVENTS, CF_DEDUP)
@@ -94,7 +94,7 @@ def continued_run_id(run_id: str) -> str:
 
 
 def event_key(run_id: str, event_id: int) -> bytes:
-    """Key of one event in :data:`CF_EVENTS` (in event order within a run)."""
+    """Key of the :data:`CF_EVENTS` chunk whose first event is ``event_id`` (in event order within a run)."""
     return run_id.encode() + _EVENT_ID.pack(event_id)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kronicle.engine.handler import Context
+from kronicle.engine.workflow._events import chunk_events, event_chunks, iter_events
 from kronicle.engine.workflow._state import (
     CF_CURRENT,
     CF_EVENTS,
@@ -321,28 +322,28 @@ class Tx:
 
     def _dispatch_workflow_task(self, topic: str, task: dict[str, Any], transient: dict[str, Any] | None) -> None:
         # Runs at commit, after this command's events are in the context.
+        first, last = task["first_event_id"], task["scheduled_event_id"]
+        if transient is not None:
+            last -= 1  # the transient WorkflowTaskScheduled is sent, not stored
+        stored: list[tuple[int, bytes]] = []
+        if first <= last:
+            for event_id, raw in iter_events(self.ctx.get, task["run_id"], first):
+                stored.append((event_id, raw))
+                if event_id >= last:
+                    break
         with_items = self.cfg.encode_with_items
         if with_items is not None:
             # The task's history is the events' stored bytes, joined (no decode, no second encode).
-            items = []
-            run_id = task["run_id"]
-            for event_id in range(task["first_event_id"], task["scheduled_event_id"] + 1):
-                if transient is not None and event_id == transient["event_id"]:
-                    items.append(self.cfg.encode(_EVENT, transient))
-                elif (raw := self.ctx.get(CF_EVENTS, event_key(run_id, event_id))) is not None:
-                    items.append(raw)
+            items = [raw for _, raw in stored]
+            if transient is not None:
+                items.append(self.cfg.encode(_EVENT, transient))
             self.ctx.emit(topic, self.key, with_items("kronicle.workflow.WorkflowTask", task, "history", items))
             return
-        # Events of this command are used as they are; only older ones are read back.
+        # Events of this command are used as they are; only older ones are decoded.
         fresh = {e["event_id"]: e for e in self.events.get(task["run_id"], [])}
+        history = [fresh.get(event_id) or self.cfg.decode(raw)[1] for event_id, raw in stored]
         if transient is not None:
-            fresh[transient["event_id"]] = transient
-        history = []
-        for event_id in range(task["first_event_id"], task["scheduled_event_id"] + 1):
-            if event_id in fresh:
-                history.append(fresh[event_id])
-            elif (raw := self.ctx.get(CF_EVENTS, event_key(task["run_id"], event_id))) is not None:
-                history.append(self.cfg.decode(raw)[1])
+            history.append(transient)
         value = self.cfg.encode("kronicle.workflow.WorkflowTask", {**task, "history": history})
         self.ctx.emit(topic, self.key, value)
 
@@ -353,15 +354,34 @@ class Tx:
         return f"wf|{run_id}|{kind}|{arg}".encode()
 
     def timer(self, run: Run, kind: str, arg: str, due_ms: int, **fields: Any) -> None:
-        """Arm (or re-arm) a durable timer of the run."""
+        """Arm (or re-arm) a durable timer of the run.
+
+        The run remembers the due time of each armed timer (``timer_due``), so the
+        shell needs no timer-id index to replace or cancel it (one state write, not two).
+        """
         timer_id = self.timer_id(run["run_id"], kind, arg)
-        payload = dumps({"run_id": run["run_id"], "kind": kind, "arg": arg, **fields})
-        self.ops.append(lambda: self.ctx.schedule_timer(timer_id, due_ms, self.key, payload))
+        dues = run.setdefault("timer_due", {})
+        previous = dues.get(f"{kind}|{arg}")
+        dues[f"{kind}|{arg}"] = due_ms
+        payload = dumps({"run_id": run["run_id"], "kind": kind, "arg": arg, **fields, "due": due_ms})
+        self.ops.append(lambda: self.ctx.set_timer(timer_id, due_ms, self.key, payload, previous_due_ms=previous))
 
     def cancel_timer(self, run: Run, kind: str, arg: str = "") -> None:
         """Disarm a durable timer of the run (a no-op if it is not armed)."""
         timer_id = self.timer_id(run["run_id"], kind, arg)
-        self.ops.append(lambda: self.ctx.cancel_timer(timer_id))
+        due = run.get("timer_due", {}).pop(f"{kind}|{arg}", None)
+        if due is None:
+            # Not armed, or armed before runs remembered due times: ask the shell's index.
+            self.ops.append(lambda: self.ctx.cancel_timer(timer_id))
+        else:
+            self.ops.append(lambda: self.ctx.clear_timer(timer_id, due))
+
+    def timer_fired(self, run: Run, fields: dict[str, Any]) -> None:
+        """Forget the due time of a timer that fired (``fields`` is its payload), unless it was re-armed since."""
+        dues = run.get("timer_due")
+        name = f"{fields['kind']}|{fields['arg']}"
+        if dues and "due" in fields and dues.get(name) == fields["due"]:
+            del dues[name]
 
     def emit(self, topic: str, schema: str, value: dict[str, Any], key: bytes | None = b"") -> None:
         """Produce a record at commit (``key`` defaults to the workflow id)."""
@@ -472,8 +492,16 @@ class Tx:
         """Remove a closed run past retention: its state, its stored events, and the current pointer to it."""
         run_id = run["run_id"]
         self.delete(CF_RUNS, run_id.encode())
-        for event_id in range(1, run["next_event_id"]):
+        # One delete per stored chunk (per event for runs stored before chunks): the chunks
+        # cover the run's events without gaps, so each one names the next one's key.
+        event_id = 1
+        while event_id < run["next_event_id"]:
+            raw = self.ctx.get(CF_EVENTS, event_key(run_id, event_id))
+            if raw is None:
+                event_id += 1
+                continue
             self.delete(CF_EVENTS, event_key(run_id, event_id))
+            event_id += len(chunk_events(raw))
         if self.current_run_id == run_id:
             self.delete(CF_CURRENT, self.key)
         self.runs.pop(run_id, None)
@@ -516,8 +544,9 @@ class Tx:
             if not events:
                 continue
             stored = [encode(_EVENT, event) for event in events]
-            for event, raw in zip(events, stored, strict=True):
-                self.ctx.put(CF_EVENTS, event_key(run_id, event["event_id"]), raw)
+            # One stored value (and changelog record) per chunk of events, not per event.
+            for index, chunk in event_chunks(stored):
+                self.ctx.put(CF_EVENTS, event_key(run_id, events[index]["event_id"]), chunk)
             batch = {"workflow_id": self.workflow_id, "run_id": run_id}
             with_items = self.cfg.encode_with_items
             # The batch joins the events' stored bytes: each event is encoded once.

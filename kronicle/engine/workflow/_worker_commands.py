@@ -15,11 +15,10 @@ from typing import Any
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms, validate_cron_schedule
+from kronicle.engine.workflow._events import read_event
 from kronicle.engine.workflow._state import (
-    CF_EVENTS,
     attributes_field,
     continued_run_id,
-    event_key,
     payload_size,
     start_run_id,
 )
@@ -295,7 +294,7 @@ class WorkerCommands:
         run of the chain with the original input, after ``delay``."""
         new_run_id = continued_run_id(run["run_id"])
         tx.close(run, status, event_type, {**attrs, "new_execution_run_id": new_run_id}, final=False)
-        raw = tx.ctx.get(CF_EVENTS, event_key(run["run_id"], 1))
+        raw = read_event(tx.ctx.get, run["run_id"], 1)
         started = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionStarted")] if raw else {}
         retry = initiator == "RETRY_POLICY"
         # A cron run gets the last successful run's result (carried over failed runs, as in Temporal).

@@ -140,3 +140,42 @@ async def test_a_close_waiter_sleeps_through_other_commits_and_wakes_when_the_ru
     assert await closing
     assert engine.describe("wf-3")["status"] == "COMPLETED"  # type: ignore[index]
     assert await engine.wait_for_close("wf-3", 0.2) is False  # nothing closes it again
+
+
+async def test_a_watch_registered_before_the_commands_sees_their_commits_and_only_closes_when_asked(
+    engine: EngineService,
+) -> None:
+    with (
+        engine.watch_change("wf-4") as changed,
+        engine.watch_change("wf-4", closed_only=True) as closed,
+    ):
+        start(engine, "wf-4", "q4")
+        async with asyncio.timeout(20):
+            await changed.wait()
+        await wait_history(engine, "wf-4", "WorkflowTaskScheduled")
+        assert not closed.is_set()  # the start committed, the run did not close
+        state = engine.describe("wf-4")
+        assert state is not None
+        send(
+            engine,
+            "kronicle.workflow.CompleteWorkflowTask",
+            {
+                "workflow_id": "wf-4",
+                "run_id": state["run_id"],
+                "scheduled_event_id": 2,
+                "attempt": 1,
+                "commands": [
+                    {
+                        "command_type": "CompleteWorkflowExecution",
+                        "complete_workflow_execution_command_attributes": {"result": [b"done"]},
+                    }
+                ],
+            },
+        )
+        async with asyncio.timeout(20):
+            await closed.wait()
+        # Set once the close is in the store: a read right after sees it.
+        assert engine.describe("wf-4")["status"] == "COMPLETED"  # type: ignore[index]
+    with engine.watch_change("wf-4", closed_only=True) as again:
+        await asyncio.sleep(0.3)
+        assert not again.is_set()  # a watch sees only commits after it was registered

@@ -213,3 +213,36 @@ async def test_workflows_started_on_the_engine_show_up(
     finally:
         engine.stop()
     assert engine.failure is None
+
+
+async def test_under_a_steady_stream_the_background_loop_gathers_records_into_fewer_steps(
+    kafka_bootstrap: str, namespace: str, store: VisibilityStore
+) -> None:
+    config = ProjectorConfig(kafka_bootstrap, namespace, poll_timeout_s=0.05, min_batch_interval_s=1.0)
+    p = VisibilityProjector(config, store)
+    await p.start()
+    try:
+        await asyncio.sleep(3)  # joined the group and idle: the first record is taken at once
+        bursts = [runs(4, prefix=f"b{i}") for i in range(5)]
+        for burst in bursts:
+            produce(kafka_bootstrap, namespace, [(r, 1) for r in burst])
+            await asyncio.sleep(0.1)
+        deadline = asyncio.get_running_loop().time() + 30
+        while p.stats.consumed < 20:
+            assert asyncio.get_running_loop().time() < deadline, f"projector stats: {p.stats}"
+            await asyncio.sleep(0.05)
+    finally:
+        await p.stop()
+    # Five bursts within about half a second: the first step takes the first burst, the next
+    # one starts a second after it and takes the rest (a step per burst without the interval).
+    assert p.stats.batches <= 3, p.stats
+    assert (p.stats.consumed, p.stats.applied) == (20, 20)
+    assert await store.count(namespace) == 20
+
+    # stop() committed the last offsets: the group resumes after them.
+    produce(kafka_bootstrap, namespace, [(r, 1) for r in runs(2, prefix="late")])
+    again = VisibilityProjector(ProjectorConfig(kafka_bootstrap, namespace, min_batch_interval_s=0), store)
+    await run_until(again, lambda: again.stats.consumed >= 2)
+    await again.run_once(timeout=0.5)
+    await again.stop()
+    assert again.stats.consumed == 2

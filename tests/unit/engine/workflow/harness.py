@@ -145,7 +145,8 @@ class Bench:
         raise AssertionError("timer index inconsistent")
 
     def timer_ids(self) -> set[bytes]:
-        return {k for (cf, k) in self.ctx.state if cf == "timer_ids"}
+        """Ids of the armed timers (from the ``timers`` family, which holds every one)."""
+        return {k[8:] for (cf, k) in self.ctx.state if cf == "timers"}
 
     def retention_timers(self) -> set[bytes]:
         return {t for t in self.timer_ids() if t.endswith(b"|retention|")}
