@@ -104,13 +104,13 @@ class ProcessorConfig:
     max_batch_records: int = 1000
     """Most commands in one transaction."""
     max_batch_ms: float = 2.0
-    """How long a batch waits to fill after its first command arrived, while commands come in bunches.
+    """How long a batch waits to fill after its first command arrived, when the engine is busy.
 
-    The wait only happens when the previous batch, or what is already fetched now, held
-    more than one command: then commands are arriving while the engine commits, and
-    waiting lets them share one transaction. A lone command on an idle engine is
-    committed at once (waiting on every batch cost ~2 ms per transaction, four per
-    one-activity workflow). Always waiting 0 widened the tail under load: a command
+    The wait only happens when commands were already waiting when the engine turned to
+    the log after its previous commit, or more than one arrived together: then more are
+    coming, and waiting lets them share one transaction. A lone command reaching an idle
+    engine is committed at once (waiting on every batch cost ~2 ms per transaction, four
+    per one-activity workflow). Never waiting widened the tail under load: a command
     arriving just after the batch closed waits for a whole commit. docs/benchmarks.md
     has the figures.
     """
@@ -196,8 +196,6 @@ class Processor:
         self._partition_count = 0
         self._version_header = str(config.failover_version).encode()
         self._lag_updated = 0.0
-        self._bunched = False
-        """The last batch held more than one command: the next one waits ``max_batch_ms`` to fill."""
         self._topic_guard = topic_guard
         self._topics_checked: dict[str, tuple[bool, float]] = {}
         self._on_commit = on_commit
@@ -417,11 +415,11 @@ class Processor:
     def _poll(self) -> list[Message]:
         """Wait for the first command (or the next timer), then take what else is there.
 
-        The first wait returns as soon as one record arrives, and what is already
-        fetched joins it. Only while commands come in bunches (this batch or the
-        previous one held more than one) does the batch wait up to ``max_batch_ms``
-        to fill, so that under load the commands arriving during a commit share the
-        next transaction, while a lone command on an idle engine pays no wait.
+        Records already fetched are taken at once. Only when the engine is busy
+        (commands were already waiting when it turned to the log, or more than one
+        arrived together) does the batch wait up to ``max_batch_ms`` to fill, so that
+        under load the commands arriving during a commit share the next transaction,
+        while a lone command reaching an idle engine pays no wait.
         """
         assert self._consumer is not None
         if any(st.phase is _Phase.RESTORING for st in self._partitions.values()):
@@ -431,17 +429,17 @@ class Processor:
             dues = [st.next_due for st in self._partitions.values() if st.next_due is not None]
             if dues:
                 wait = min(wait, max(0.0, (min(dues) - self._clock()) / 1000))
-        first = self._consumer.poll(wait)
-        if first is None:
-            return []
-        room = self.config.max_batch_records - 1
+        room = self.config.max_batch_records
         # consume() with a timeout waits until the batch is full; with none it takes what is fetched.
-        msgs = [first, *self._consumer.consume(room, 0)] if room > 0 else [first]
-        if self._bunched or len(msgs) > 1:
-            room -= len(msgs) - 1
-            if room > 0:
-                msgs.extend(self._consumer.consume(room, self.config.max_batch_ms / 1000))
-        self._bunched = len(msgs) > 1
+        msgs = self._consumer.consume(room, 0)
+        busy = bool(msgs)  # commands were waiting while the engine committed: more are coming
+        if not busy:
+            first = self._consumer.poll(wait)
+            if first is None:
+                return []
+            msgs = [first, *self._consumer.consume(room - 1, 0)] if room > 1 else [first]
+        if (busy or len(msgs) > 1) and len(msgs) < room:
+            msgs.extend(self._consumer.consume(room - len(msgs), self.config.max_batch_ms / 1000))
         return msgs
 
     def _update_lag(self) -> None:

@@ -1,4 +1,4 @@
-"""How the processor's ``_poll`` forms a batch: no wait for a lone command, a short wait for bunches."""
+"""How the processor's ``_poll`` forms a batch: no wait for a lone command on an idle engine, a short one when busy."""
 
 from __future__ import annotations
 
@@ -14,17 +14,23 @@ from tests.engine_harness import counter_codec
 
 
 class FakeConsumer:
-    """Stands in for the confluent-kafka consumer: ``fetched`` records are there, ``arriving`` come during a wait."""
+    """Stands in for the confluent-kafka consumer.
+
+    ``fetched`` records are there already; ``incoming`` ones arrive while ``poll`` blocks
+    (the first is returned, the rest are fetched with it); ``arriving`` ones come during a
+    ``consume`` that waits.
+    """
 
     def __init__(self) -> None:
         self.fetched: list[str] = []
+        self.incoming: list[str] = []
         self.arriving: list[str] = []
         self.waits: list[float] = []
 
     def poll(self, timeout: float) -> str | None:
         if not self.fetched:
-            return None
-        return self.fetched.pop(0)
+            self.fetched, self.incoming = self.incoming, []
+        return self.fetched.pop(0) if self.fetched else None
 
     def consume(self, num_messages: int, timeout: float) -> list[str]:
         if timeout > 0:
@@ -45,41 +51,45 @@ def processor(tmp_path: Path) -> Iterator[Any]:
     proc.store.close_all()
 
 
-def test_a_lone_command_on_an_idle_engine_is_taken_without_waiting(processor: Any) -> None:
+def test_a_lone_command_reaching_an_idle_engine_is_taken_without_waiting(processor: Any) -> None:
     consumer: FakeConsumer = processor._consumer
-    consumer.fetched = ["a"]
+    consumer.incoming = ["a"]
     consumer.arriving = ["late"]
     assert processor._poll() == ["a"]
     assert consumer.waits == []
 
 
-def test_commands_already_fetched_together_wait_max_batch_ms_for_more(processor: Any) -> None:
+def test_nothing_arriving_returns_an_empty_batch(processor: Any) -> None:
+    assert processor._poll() == []
+    assert processor._consumer.waits == []
+
+
+def test_a_command_already_waiting_after_a_commit_waits_max_batch_ms_for_company(processor: Any) -> None:
     consumer: FakeConsumer = processor._consumer
-    consumer.fetched = ["a", "b"]
+    consumer.fetched = ["a"]
+    consumer.arriving = ["b"]
+    assert processor._poll() == ["a", "b"]
+    assert consumer.waits == [0.002]
+
+
+def test_commands_arriving_together_at_an_idle_engine_wait_max_batch_ms_for_more(processor: Any) -> None:
+    consumer: FakeConsumer = processor._consumer
+    consumer.incoming = ["a", "b"]
     consumer.arriving = ["c"]
     assert processor._poll() == ["a", "b", "c"]
     assert consumer.waits == [0.002]
 
 
-def test_after_a_bunched_batch_even_a_lone_command_waits_for_company(processor: Any) -> None:
+def test_a_full_batch_does_not_wait(processor: Any) -> None:
     consumer: FakeConsumer = processor._consumer
-    consumer.fetched = ["a", "b"]
-    processor._poll()
-    consumer.fetched = ["c"]
-    consumer.arriving = ["d"]
-    assert processor._poll() == ["c", "d"]
-    consumer.fetched = ["e"]
-    assert processor._poll() == ["e"]
-    consumer.fetched = ["f"]
-    consumer.arriving = ["g"]
-    assert processor._poll() == ["f"]
-    assert consumer.waits == [0.002, 0.002, 0.002]
+    consumer.fetched = [str(i) for i in range(12)]
+    assert processor._poll() == [str(i) for i in range(10)]
+    assert consumer.waits == []
 
 
 def test_a_batch_never_exceeds_max_batch_records(processor: Any) -> None:
     consumer: FakeConsumer = processor._consumer
-    consumer.fetched = [str(i) for i in range(8)]
+    consumer.incoming = [str(i) for i in range(8)]
     consumer.arriving = [f"late{i}" for i in range(8)]
     batch = processor._poll()
-    assert len(batch) == 10
-    assert batch[:8] == [str(i) for i in range(8)]
+    assert batch == [*(str(i) for i in range(8)), "late0", "late1"]
