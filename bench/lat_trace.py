@@ -2,8 +2,9 @@
 
 History event timestamps only show the engine's view; this tool shows the waits
 between processes too. It copies a source tree to a temporary directory, inserts
-trace points there (never in the tree itself: they are string edits, checked to
-match exactly once, so a refactor that moves an anchor fails loudly here), runs
+trace points there (never in the tree itself: they are string edits at anchors
+that must match exactly once; a client, engine or worker point that finds none
+fails loudly, a frontend one is left out of the table), runs
 ``python -m bench.latency`` on the copy with ``KRONICLE_LAT_TRACE`` set, and
 merges the per-process trace files by ``CLOCK_MONOTONIC`` (shared by all processes
 of the machine). Each sequential workflow is the window from one ``C.start`` to
@@ -163,25 +164,57 @@ _POINTS: list[tuple[str, str, str]] = [
 ]
 
 
-_ALTERNATIVES = 2
+# Later versions of the frontend: the same points where the code has moved.
+_POINTS += [
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        "        run = await self._closed_run(workflow_id, run_id, time.monotonic() + wait)\n",
+        f"        {_IMPORT}_T('F.result')\n@@",
+    ),
+    (
+        "kronicle/connectors/frontend/_commands.py",
+        "                delivery.confirmed = True",
+        f"                {_IMPORT}_T('F.delivered')\n@@",
+    ),
+    (
+        "kronicle/connectors/frontend/_commands.py",
+        "            messages = [first, *consumer.consume(_REPLY_BATCH, 0)]\n",
+        f"@@            {_IMPORT}_T('F.replyrecv')\n",
+    ),
+]
+
+# Every point must be in the copy under one of its anchors; the frontend's are optional
+# (the table simply lacks them), the client's, engine's and worker's are not.
+_REQUIRED = [
+    "C.start",
+    "C.done",
+    "E.first",
+    "E.batch",
+    "E.applied",
+    "E.produced",
+    "E.offsets",
+    "E.committed",
+    "E.notified",
+    "W.produce",
+]
 
 
 def traced_copy(tree: Path, dest: Path) -> Path:
-    """Copy ``tree`` to ``dest`` with the trace points in; raises if an anchor is not found exactly once."""
+    """Copy ``tree`` to ``dest`` with the trace points in; raises if a required point found no anchor."""
     ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".*_cache", "results")
     shutil.copytree(tree, dest, ignore=ignore)
     (dest / "kronicle" / "_lat_trace.py").write_text(_TRACER)
-    missing: list[str] = []
     for rel, anchor, replacement in _POINTS:
         path = dest / rel
         text = path.read_text()
-        if text.count(anchor) != 1:
-            missing.append(anchor)
-            continue
-        path.write_text(text.replace(anchor, replacement.replace("@@", anchor)))
-    # Two engine points have a second anchor for main before round 5: one of each pair is missing.
-    if len(missing) != _ALTERNATIVES:
-        raise SystemExit("trace anchors not found exactly once, update bench/lat_trace.py:\n" + "\n".join(missing))
+        if text.count(anchor) == 1:
+            path.write_text(text.replace(anchor, replacement.replace("@@", anchor)))
+    traced = (
+        "".join(p.read_text() for p in (dest / "kronicle").rglob("*.py")) + (dest / "bench/_workloads.py").read_text()
+    )
+    missing = [n for n in _REQUIRED if f'_T("{n}")' not in traced and f"_T('{n}')" not in traced]
+    if missing:
+        raise SystemExit(f"trace points {missing} found no anchor in {dest}: update bench/lat_trace.py")
     return dest
 
 
