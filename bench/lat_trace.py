@@ -1,0 +1,320 @@
+"""Where one sequential workflow's latency goes: timestamps at every boundary, medians per boundary.
+
+History event timestamps only show the engine's view; this tool shows the waits
+between processes too. It copies a source tree to a temporary directory, inserts
+trace points there (never in the tree itself: they are string edits at anchors
+that must match exactly once; a client, engine or worker point that finds none
+fails loudly, a frontend one is left out of the table), runs
+``python -m bench.latency`` on the copy with ``KRONICLE_LAT_TRACE`` set, and
+merges the per-process trace files by ``CLOCK_MONOTONIC`` (shared by all processes
+of the machine). Each sequential workflow is the window from one ``C.start`` to
+the next; an event's label is its name and its occurrence in the window
+(``E.first#2`` is the engine's second transaction of that workflow).
+
+Trace points: ``C.*`` the benchmark's client (start call sent / returned / result
+returned), ``F.*`` the frontend (start handler sends the command, its delivery
+report, the engine's reply received, the result long poll entered and woken),
+``E.*`` the engine thread (first record polled, batch formed, commands applied,
+records produced, offsets sent, committed, waiters notified), ``W.*`` the worker
+(polling thread received a task, its handler started, a command produced).
+
+Usage::
+
+    python -m bench.lat_trace [--tree DIR ...] [--rounds 1] [--seq 200] [--warmup 100]
+
+With several ``--tree`` the trees take turns round by round (A/B in one sitting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+_TRACER = """from __future__ import annotations
+import os, time
+_p = os.environ.get("KRONICLE_LAT_TRACE")
+_fd = os.open(f"{_p}.{os.getpid()}", os.O_WRONLY | os.O_CREAT | os.O_APPEND) if _p else None
+def t(name: str) -> None:
+    if _fd is not None:
+        os.write(_fd, f"{time.monotonic_ns()} {name}\\n".encode())
+"""
+_IMPORT = "from kronicle._lat_trace import t as _T; "
+
+# (file, anchor, replacement); "@@" in the replacement stands for the anchor.
+_POINTS: list[tuple[str, str, str]] = [
+    (
+        "bench/_workloads.py",
+        """    result = await engine.client.execute_workflow(
+        engine.wf.OneActivity.run, workflow_id, id=workflow_id, task_queue=engine.task_queue
+    )""",
+        """    from kronicle._lat_trace import t as _T
+    _T("C.start")
+    h = await engine.client.start_workflow(
+        engine.wf.OneActivity.run, workflow_id, id=workflow_id, task_queue=engine.task_queue
+    )
+    _T("C.started")
+    result = await h.result()
+    _T("C.done")""",
+    ),
+    (
+        "kronicle/worker/_kafka.py",
+        """        first = self._consumer.poll(0.1)
+        if first is None:
+            return []""",
+        f"""@@
+        {_IMPORT}_T("W.recv." + self._name.split("-")[-1])""",
+    ),
+    (
+        "kronicle/worker/_kafka.py",
+        """        try:
+            await self._handler(msg)""",
+        f"""        {_IMPORT}_T("W.handle." + self._name.split("-")[-1])
+@@""",
+    ),
+    (
+        "kronicle/worker/_kafka.py",
+        """                self._producer.produce(topic, key=key, value=value)
+                return""",
+        f"""                self._producer.produce(topic, key=key, value=value)
+                {_IMPORT}_T("W.produce")
+                return""",
+    ),
+    (
+        "kronicle/engine/processor.py",
+        "        if (busy or len(msgs) > 1) and len(msgs) < room:\n",
+        f"""        {_IMPORT}_T("E.first")
+@@""",
+    ),
+    (  # the same point in main before round 5
+        "kronicle/engine/processor.py",
+        "        first = self._consumer.poll(wait)\n        if first is None:\n            return []\n",
+        f"""@@        {_IMPORT}_T("E.first")
+""",
+    ),
+    ("kronicle/engine/processor.py", "        return msgs\n", '        _T("E.batch")\n@@'),
+    ("kronicle/engine/processor.py", "        return [first, *rest]\n", '        _T("E.batch")\n@@'),  # main before
+    (
+        "kronicle/engine/processor.py",
+        """        if batches:
+            self._commit(batches)""",
+        f"""        if batches:
+            {_IMPORT}_T("E.applied")
+            self._commit(batches)
+            _T("E.notified")""",
+    ),
+    (
+        "kronicle/engine/processor.py",
+        """            txn.commit(offsets, metadata)""",
+        f"""            {_IMPORT}_T("E.produced")
+            txn.commit(offsets, metadata)
+            _T("E.committed")""",
+    ),
+    (
+        "kronicle/engine/_transactions.py",
+        """        try:
+            self._retrying("commit_transaction", client.commit_transaction)""",
+        f"""        {_IMPORT}_T("E.offsets")
+@@""",
+    ),
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        '        outcome = await self._send("kronicle.workflow.StartWorkflow",',
+        f"""        {_IMPORT}_T("F.start")
+@@""",
+    ),
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        '        return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")},'
+        " status=201)\n\n    async def signal_with_start",
+        """        _T("F.startreply")
+@@""",
+    ),
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        """        run = self.run_state(workflow_id, run_id)
+        run_id = run["run_id"]""",
+        f"""        {_IMPORT}_T("F.result")
+@@""",
+    ),
+    ("kronicle/connectors/frontend/_handlers.py", '        out["closed"] = True', '@@\n        _T("F.resultwoken")'),
+    (
+        "kronicle/connectors/frontend/_commands.py",
+        """                else:
+                    loop.call_soon_threadsafe(self._resolve, delivered, None)""",
+        f"""                else:
+                    {_IMPORT}_T("F.delivered")
+                    loop.call_soon_threadsafe(self._resolve, delivered, None)""",
+    ),
+    (
+        "kronicle/connectors/frontend/_commands.py",
+        """            try:
+                schema, result = self._decode(msg.value() or b"")""",
+        f"""            {_IMPORT}_T("F.replyrecv")
+@@""",
+    ),
+]
+
+
+# Later versions of the frontend: the same points where the code has moved.
+_POINTS += [
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        "        run = await self._closed_run(workflow_id, run_id, time.monotonic() + wait)\n",
+        f"        {_IMPORT}_T('F.result')\n@@",
+    ),
+    (
+        "kronicle/connectors/frontend/_commands.py",
+        "                delivery.confirmed = True",
+        f"                {_IMPORT}_T('F.delivered')\n@@",
+    ),
+    (
+        "kronicle/connectors/frontend/_commands.py",
+        "            messages = [first, *consumer.consume(_REPLY_BATCH, 0)]\n",
+        f"@@            {_IMPORT}_T('F.replyrecv')\n",
+    ),
+]
+
+# Every point must be in the copy under one of its anchors; the frontend's are optional
+# (the table simply lacks them), the client's, engine's and worker's are not.
+_REQUIRED = [
+    "C.start",
+    "C.done",
+    "E.first",
+    "E.batch",
+    "E.applied",
+    "E.produced",
+    "E.offsets",
+    "E.committed",
+    "E.notified",
+    "W.produce",
+]
+
+
+def traced_copy(tree: Path, dest: Path) -> Path:
+    """Copy ``tree`` to ``dest`` with the trace points in; raises if a required point found no anchor."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".*_cache", "results")
+    shutil.copytree(tree, dest, ignore=ignore)
+    (dest / "kronicle" / "_lat_trace.py").write_text(_TRACER)
+    for rel, anchor, replacement in _POINTS:
+        path = dest / rel
+        text = path.read_text()
+        if text.count(anchor) == 1:
+            path.write_text(text.replace(anchor, replacement.replace("@@", anchor)))
+    traced = (
+        "".join(p.read_text() for p in (dest / "kronicle").rglob("*.py")) + (dest / "bench/_workloads.py").read_text()
+    )
+    missing = [n for n in _REQUIRED if f'_T("{n}")' not in traced and f"_T('{n}')" not in traced]
+    if missing:
+        raise SystemExit(f"trace points {missing} found no anchor in {dest}: update bench/lat_trace.py")
+    return dest
+
+
+def windows(prefix: str, last: int) -> list[list[tuple[int, str]]]:
+    """The last ``last`` complete workflows, each its events (monotonic ns, label) from ``C.start`` to ``C.done``."""
+    events: list[tuple[int, str]] = []
+    for name in glob.glob(prefix + ".*"):
+        with open(name, encoding="utf-8") as f:
+            for line in f:
+                ts, label = line.split(maxsplit=1)
+                events.append((int(ts), label.strip()))
+    events.sort()
+    out: list[list[tuple[int, str]]] = []
+    current: list[tuple[int, str]] | None = None
+    for ts, name in events:
+        if name == "C.start":
+            current = []
+            out.append(current)
+        if current is not None:
+            current.append((ts, name))
+    done = [w for w in out if any(n == "C.done" for _, n in w)]
+    result = []
+    for w in done[-last:]:
+        seen: collections.Counter[str] = collections.Counter()
+        labelled = []
+        for ts, name in w:
+            seen[name] += 1
+            labelled.append((ts, f"{name}#{seen[name]}"))
+            if name == "C.done":
+                break
+        result.append(labelled)
+    return result
+
+
+def table(wins: list[list[tuple[int, str]]]) -> list[tuple[str, float]]:
+    """Median time of each label after ``C.start`` (labels seen in at least half the workflows), in order."""
+    at: dict[str, list[float]] = collections.defaultdict(list)
+    for w in wins:
+        t0 = w[0][0]
+        for ts, label in w:
+            at[label].append((ts - t0) / 1e6)
+    rows = [(label, statistics.median(v)) for label, v in at.items() if len(v) >= len(wins) / 2]
+    return sorted(rows, key=lambda r: r[1])
+
+
+_PHASES = [
+    ("E.first", "E.batch", "batch wait"),
+    ("E.batch", "E.applied", "apply"),
+    ("E.applied", "E.produced", "produce calls"),
+    ("E.produced", "E.offsets", "send_offsets_to_transaction"),
+    ("E.offsets", "E.committed", "commit_transaction"),
+    ("E.committed", "E.notified", "after commit (store, notify)"),
+]
+
+
+def phase_sums(wins: list[list[tuple[int, str]]]) -> dict[str, float]:
+    """Median over workflows of each engine phase summed over the workflow's transactions."""
+    sums: dict[str, list[float]] = collections.defaultdict(list)
+    for w in wins:
+        last: dict[str, int] = {}
+        total: collections.Counter[str] = collections.Counter()
+        for ts, label in w:
+            name = label.split("#")[0]
+            for a, b, phase in _PHASES:
+                if name == b and a in last:
+                    total[phase] += (ts - last[a]) / 1e6
+            last[name] = ts
+        for phase, v in total.items():
+            sums[phase].append(v)
+    return {phase: round(statistics.median(v), 2) for phase, v in sums.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tree", action="append", type=Path, help="source tree (default: this one)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--seq", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=100)
+    args = parser.parse_args()
+    trees = args.tree or [Path(__file__).resolve().parent.parent]
+    work = Path(tempfile.mkdtemp(prefix="kronicle-lat-trace-"))
+    copies = [traced_copy(tree, work / f"tree{i}") for i, tree in enumerate(trees)]
+    for r in range(args.rounds):
+        for i, copy in enumerate(copies):
+            prefix = str(work / f"trace-{i}-{r}")
+            env = {**os.environ, "KRONICLE_LAT_TRACE": prefix, "PYTHONPATH": str(copy)}
+            cmd = [sys.executable, "-m", "bench.latency", "--seq", str(args.seq), "--warmup", str(args.warmup)]
+            run = subprocess.run(
+                [*cmd, "--signal-workflows", "0"], cwd=copy, env=env, capture_output=True, text=True, check=True
+            )
+            summary = json.loads(run.stdout)
+            wins = windows(prefix, args.seq)
+            print(f"\n== {trees[i]} round {r + 1}: {summary['sequential']}, load {summary['load_before']}")
+            previous = 0.0
+            for label, median in table(wins):
+                print(f"  {label:22s} {median:7.2f} ms  (+{median - previous:5.2f})")
+                previous = median
+            print("  engine phases, summed over the workflow's transactions (median):", phase_sums(wins), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
