@@ -82,11 +82,12 @@ _POINTS: list[tuple[str, str, str]] = [
     ),
     (
         "kronicle/worker/_kafka.py",
-        """                self._producer.produce(topic, key=key, value=value)
-                return""",
-        f"""                self._producer.produce(topic, key=key, value=value)
-                {_IMPORT}_T("W.produce")
-                return""",
+        # Records produced on the loop go to librdkafka together once the loop's pass is over.
+        """                    self._producer.produce_batch(topic, batch)
+""",
+        f"""                    self._producer.produce_batch(topic, batch)
+                    {_IMPORT}_T("W.produce")
+""",
     ),
     (
         "kronicle/engine/processor.py",

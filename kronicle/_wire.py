@@ -63,11 +63,59 @@ _KIND_TO_WIRE = {
 _KIND_FROM_WIRE = {v: k for k, v in _KIND_TO_WIRE.items()}
 
 
+def _write_payload(metadata: Mapping[str, bytes], data: bytes) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, _PARSED, {"metadata": dict(metadata), "data": data})
+    return out.getvalue()
+
+
+# Nearly every payload is one of the default converter's: its metadata is {"encoding": X}. The
+# bytes of that map are the same every time, so fastavro writes them once, here, and such a
+# payload is those bytes, its data's length and its data (Avro writes a record as its fields in
+# order, and bytes as a zig-zag varint length and the bytes). Reading checks for the same prefix
+# and the exact length; anything else goes through fastavro.
+_ENCODING_PREFIXES: dict[bytes, bytes] = {
+    encoding: _write_payload({"encoding": encoding}, b"")[:-1]  # [:-1]: the varint 0 of the empty data
+    for encoding in (b"json/plain", b"binary/null", b"binary/plain")
+}
+
+
+def _varint_length(n: int) -> bytes:
+    """Avro's zig-zag varint of a length (``n >= 0``)."""
+    n <<= 1
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_data(data: bytes, pos: int) -> bytes | None:
+    """The Avro bytes at ``pos`` if they end exactly where ``data`` ends; None otherwise."""
+    n = shift = 0
+    while pos < len(data) and shift < 63:
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if n & 1 or pos + (n >> 1) != len(data):
+                return None  # a negative length, or not the whole rest: fastavro says what is wrong
+            return data[pos:]
+        shift += 7
+    return None
+
+
 def payload_to_bytes(payload: Payload) -> bytes:
     """The wire bytes of one payload."""
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, _PARSED, {"metadata": dict(payload.metadata), "data": payload.data})
-    return out.getvalue()
+    metadata = payload.metadata
+    if len(metadata) == 1:
+        prefix = _ENCODING_PREFIXES.get(metadata.get("encoding", b""))
+        if prefix is not None and type(payload.data) is bytes:
+            return prefix + _varint_length(len(payload.data)) + payload.data
+    return _write_payload(metadata, payload.data)
 
 
 def payload_from_bytes(data: bytes) -> Payload:
@@ -76,6 +124,12 @@ def payload_from_bytes(data: bytes) -> Payload:
     Raises:
         ValueError: the bytes are not a payload.
     """
+    for encoding, prefix in _ENCODING_PREFIXES.items():
+        if data.startswith(prefix):
+            value = _read_data(data, len(prefix))
+            if value is not None:
+                return Payload(metadata={"encoding": encoding}, data=value)
+            break
     buf = io.BytesIO(data)
     try:
         datum: Any = fastavro.schemaless_reader(buf, _PARSED, None)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import aiohttp
+from yarl import URL
 
 from kronicle.exceptions import RPCError, RPCStatusCode
 
@@ -32,6 +34,8 @@ _STATUS_BY_CODE = {
     "DeadlineExceeded": RPCStatusCode.DEADLINE_EXCEEDED,
     "Internal": RPCStatusCode.INTERNAL,
 }
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_NO_HEADERS: Mapping[str, str] = {}
 _STATUS_BY_HTTP = {
     400: RPCStatusCode.INVALID_ARGUMENT,
     404: RPCStatusCode.NOT_FOUND,
@@ -72,6 +76,7 @@ class Transport:
     def __init__(self, target: str) -> None:
         self.base_url = _base_url(target)
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -106,7 +111,7 @@ class Transport:
         Raises:
             RPCError: the frontend answered with an error, or could not be reached.
         """
-        data, _ = await self.request_raw(method, path, body=body, params=params, timeout=timeout)
+        data, _ = await self._send(method, path, body, params, None, timeout, want_headers=False)
         try:
             return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -131,20 +136,40 @@ class Transport:
         Raises:
             RPCError: the frontend answered with an error, or could not be reached.
         """
+        return await self._send(method, path, body, params, headers, timeout, want_headers=True)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        timeout: float,
+        *,
+        want_headers: bool,
+    ) -> tuple[bytes, Mapping[str, str]]:
+        # Every call of a workflow goes through here (two per execute_workflow), so the parts aiohttp
+        # would redo per call are done once or cheaply: the URL arrives encoded (paths are quoted by
+        # the callers, the query here) so yarl does not parse and re-quote it, the body is serialised
+        # by the C encoder in one go, and the timeout objects are shared.
         url = self.base_url + path
+        if params:
+            url += "?" + urlencode(params, quote_via=quote)
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        if data is not None:
+            headers = {**_JSON_HEADERS, **headers} if headers else _JSON_HEADERS
+        client_timeout = self._timeouts.get(timeout)
+        if client_timeout is None:
+            client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._get_session().request(
-                method,
-                url,
-                json=body,
-                params=params,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                method, URL(url, encoded=True), data=data, headers=headers, timeout=client_timeout
             ) as resp:
-                data = await resp.read()
+                raw = await resp.read()
                 if resp.status >= 400:
-                    raise _error(resp.status, data, method, path)
-                return data, dict(resp.headers)
+                    raise _error(resp.status, raw, method, path)
+                return raw, (dict(resp.headers) if want_headers else _NO_HEADERS)
         except aiohttp.ClientError as err:
             raise self._unreachable(err) from err
         except TimeoutError as err:

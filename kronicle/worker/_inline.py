@@ -13,10 +13,15 @@ took under ``cpu_budget`` of CPU each, the type's live activations run inline
 (still timed, still under the deadlock detector, which interrupts whichever thread
 runs the code). An inline activation that held the loop past ``wall_limit`` by
 its own doing (it waited in the kernel, or computed; not when the machine's load
-merely pre-empted it) sends the type back to the threads for good, and so do
+merely pre-empted it) sends the type back to the threads, and so do
 ``strikes`` activations over the CPU budget (or, inline, the wall limit); one strike is forgiven per
 ``forgive_after`` cheap activations, because a lone slow one is usually not the
-workflow's doing (the first activation of a type imports and warms up). An
+workflow's doing (the first activation of a type imports and warms up). A type
+sent back returns to the loop after ``readmit_after`` cheap activations in a row on
+the threads, at most ``returns`` times: on a machine loaded far beyond its cores
+a wait for a core or for the GIL looks like a stall, and a type sent back for
+that would otherwise pay the hand-offs for the rest of the process's life, while
+code that really blocks stalls the loop at most ``returns + 1`` times. An
 activation during which the garbage collector ran an older-generation collection
 gets ten times the CPU budget: the collector runs in whatever code happens to
 allocate, and in a busy worker that takes several milliseconds. Replays of
@@ -60,6 +65,8 @@ class InlinePolicy:
         probation: Cheap activations on the threads before the type runs inline.
         strikes: Activations over the CPU budget that send the type back to the threads.
         forgive_after: Cheap activations that cancel one strike.
+        readmit_after: Cheap activations in a row on the threads that bring a type sent back to the loop again.
+        returns: How often a type may come back to the loop.
     """
 
     def __init__(
@@ -71,6 +78,8 @@ class InlinePolicy:
         probation: int = 20,
         strikes: int = 3,
         forgive_after: int = 1000,
+        readmit_after: int = 1000,
+        returns: int = 3,
     ) -> None:
         self.name = name
         self._cpu_budget = cpu_budget
@@ -79,10 +88,13 @@ class InlinePolicy:
         self._probation = probation
         self._max_strikes = strikes
         self._forgive_after = forgive_after
+        self._readmit_after = readmit_after
+        self._returns_left = returns
         self._cheap = 0
+        self._cheap_in_a_row = 0
         self._strikes = 0
         self.offloaded = False
-        """True once an activation of this type was too slow: it never runs inline again."""
+        """True while the type's activations run on the threads because one was too slow."""
 
     @property
     def inline(self) -> bool:
@@ -91,16 +103,34 @@ class InlinePolicy:
 
     def run(self, fn: Callable[[A], T], arg: A) -> T:
         """Call ``fn(arg)`` on this thread and record how long it took."""
-        collections = _older_collections()
+        mark = _gc_mark()
         wall = time.perf_counter()
         cpu, waits = _thread_usage()
         try:
             return fn(arg)
         finally:
-            cpu_after, waits_after = _thread_usage()
             wall = time.perf_counter() - wall
-            budget = self._cpu_budget if _older_collections() == collections else self._gc_budget
-            self._observe(cpu_after - cpu, wall, budget, blocked=waits_after > waits)
+            if wall <= self._cpu_budget:
+                # A thread's CPU time never exceeds its wall time, so this one was cheap whatever the
+                # kernel says; asking it again (two system calls) is what nearly every activation skipped.
+                self._cheap_one()
+            else:
+                cpu_after, waits_after = _thread_usage()
+                budget = self._gc_budget if _older_collected(mark) else self._cpu_budget
+                self._observe(cpu_after - cpu, wall, budget, blocked=waits_after > waits)
+
+    def _cheap_one(self) -> None:
+        self._cheap += 1
+        if self._strikes and self._cheap % self._forgive_after == 0:
+            self._strikes -= 1
+        if self.offloaded:
+            self._cheap_in_a_row += 1
+            if self._cheap_in_a_row >= self._readmit_after and self._returns_left > 0:
+                self._returns_left -= 1
+                self._strikes = 0
+                self.offloaded = False
+                _log.debug("Workflow type %s: back on the event loop after %d cheap activations", self.name,
+                           self._cheap_in_a_row)  # fmt: skip
 
     def _observe(self, cpu: float, wall: float, budget: float, *, blocked: bool) -> None:
         # Called from the workflow threads and the loop; the races are on counters that only
@@ -109,31 +139,44 @@ class InlinePolicy:
         # On the threads the wall clock counts waits for the GIL and for the loaded machine, not
         # the workflow's doing; there only CPU is judged.
         if cpu <= budget and not (inline and wall > self._wall_limit):
-            self._cheap += 1
-            if self._strikes and self._cheap % self._forgive_after == 0:
-                self._strikes -= 1
+            self._cheap_one()
             return
         # An inline activation that held the loop past the wall limit by its own doing (it waited
         # in the kernel, or computed) stalled the whole worker: one is enough. Merely pre-empted by
         # the machine's load, it is a strike.
         stalled_loop = inline and wall > self._wall_limit and (blocked or cpu > budget)
+        self._cheap_in_a_row = 0
         self._strikes += 1
         if self.offloaded or (not stalled_loop and self._strikes < self._max_strikes):
             return
         self.offloaded = True
+        self._cheap_in_a_row = 0
         _log.debug(
             "Workflow type %s: an activation took %.1f ms CPU, %.1f ms wall (%d over the budget); its "
-            "activations run on the workflow threads from now on",
+            "activations run on the workflow threads (returns left: %d)",
             self.name,
             cpu * 1000,
             wall * 1000,
             self._strikes,
+            self._returns_left,
         )
 
 
-def _older_collections() -> int:
-    stats = gc.get_stats()
-    return int(stats[1]["collections"]) + int(stats[2]["collections"])
+def _gc_mark() -> tuple[int, int]:
+    """A mark for :func:`_older_collected` (``gc.get_count()``: ``gc.get_stats()`` costs ten times more)."""
+    _, young_since, middle_since = gc.get_count()
+    return young_since, middle_since
+
+
+def _older_collected(mark: tuple[int, int]) -> bool:
+    """Whether a middle or oldest generation collection ran since ``mark``.
+
+    The second figure of ``gc.get_count()`` counts youngest collections since the last middle
+    one (a middle or oldest collection sets it back to zero); the third counts middle collections
+    since the last oldest one (a middle collection adds one, an oldest one sets it to zero).
+    """
+    _, young_since, middle_since = gc.get_count()
+    return middle_since != mark[1] or young_since < mark[0]
 
 
 def _thread_usage() -> tuple[float, int]:

@@ -217,6 +217,12 @@ class TaskConsumer:
 class CommandProducer:
     """An idempotent producer whose delivery reports are served by a background thread.
 
+    Records produced from the event loop are handed to librdkafka together at the end of the
+    loop's current pass (``produce_batch``, one call per topic): at saturation a pass answers a
+    whole batch of tasks, and each ``produce()`` of an idle producer (``linger.ms`` 0) woke its
+    broker thread and went out as a request of its own. Order per topic (and so per workflow)
+    is kept; a record waits at most for the rest of the pass.
+
     Args:
         config: confluent-kafka producer configuration (idempotence and the partitioner are set here).
     """
@@ -237,6 +243,8 @@ class CommandProducer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kronicle-worker-producer", daemon=True)
         self._thread.start()
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._flush_at_end_of_pass: asyncio.Handle | None = None
         self.failed = 0
         """Records the broker did not accept (logged)."""
 
@@ -250,7 +258,55 @@ class CommandProducer:
             _log.error("Could not deliver a record to %s: %s", msg.topic(), err)
 
     def produce(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Enqueue one record (never blocks for long: a full queue waits for deliveries)."""
+        """Enqueue one record (never blocks for long: a full queue waits for deliveries).
+
+        On the event loop the record joins the others of this pass of the loop; elsewhere it goes
+        to librdkafka at once.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._produce_now(topic, key, value)
+            return
+        pending = self._pending.get(topic)
+        if pending is None:
+            pending = self._pending[topic] = []
+        pending.append({"key": key, "value": value})
+        if self._flush_at_end_of_pass is None:
+            self._flush_at_end_of_pass = loop.call_soon(self.flush_pending)
+
+    def flush_pending(self) -> None:
+        """Hand the records waiting for the end of the loop's pass to librdkafka."""
+        self._flush_at_end_of_pass = None
+        pending, self._pending = self._pending, {}
+        for topic, records in pending.items():
+            batch = records
+            while batch:
+                try:
+                    self._producer.produce_batch(topic, batch)
+                except BufferError:
+                    retry = batch
+                except Exception as exc:  # noqa: BLE001 - one topic's failure must not drop the other topics' records
+                    self.failed += len(batch)
+                    _log.error("Could not produce %d records to %s: %s", len(batch), topic, exc)
+                    break
+                else:
+                    # produce_batch marks each record it could not enqueue with "_error".
+                    retry = []
+                    for record in batch:
+                        err = record.get("_error")
+                        if err is None:
+                            continue
+                        if isinstance(err, KafkaError) and err.code() == KafkaError._QUEUE_FULL:
+                            retry.append({"key": record["key"], "value": record["value"]})
+                        else:
+                            self.failed += 1
+                            _log.error("Could not produce a record to %s: %s", topic, err)
+                if retry:
+                    self._producer.poll(0.05)  # the queue is full: let deliveries make room
+                batch = retry
+
+    def _produce_now(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
             try:
                 self._producer.produce(topic, key=key, value=value)
@@ -260,6 +316,9 @@ class CommandProducer:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued (up to ``timeout`` seconds) and stop."""
+        if self._flush_at_end_of_pass is not None:
+            self._flush_at_end_of_pass.cancel()
+        self.flush_pending()
         loop = asyncio.get_running_loop()
         remaining = await loop.run_in_executor(None, self._producer.flush, timeout)
         if remaining:

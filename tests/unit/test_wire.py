@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+import fastavro
 import pytest
 
 from kronicle import exceptions as exc
-from kronicle._wire import failure_from_wire, failure_to_wire, payload_from_bytes, payload_to_bytes
+from kronicle._wire import PAYLOAD_SCHEMA, failure_from_wire, failure_to_wire, payload_from_bytes, payload_to_bytes
 from kronicle.converter import DataConverter, Payload
 
 
@@ -17,6 +20,31 @@ def test_a_payload_keeps_metadata_and_data() -> None:
 def test_garbage_is_not_a_payload() -> None:
     with pytest.raises(ValueError, match="not a Kronicle payload"):
         payload_from_bytes(b"\xff\xff\xff\xff\xff")
+
+
+def _fastavro_bytes(p: Payload) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(
+        out, fastavro.parse_schema(PAYLOAD_SCHEMA), {"metadata": dict(p.metadata), "data": p.data}
+    )
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("encoding", [b"json/plain", b"binary/null", b"binary/plain", b"json/protobuf"])
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 8191, 8192, 1_000_000])
+def test_the_usual_payloads_are_written_and_read_exactly_as_fastavro_does(encoding: bytes, size: int) -> None:
+    p = Payload({"encoding": encoding}, bytes(i % 251 for i in range(size)))
+    raw = payload_to_bytes(p)
+    assert raw == _fastavro_bytes(p)
+    assert payload_from_bytes(raw) == p
+
+
+def test_a_usual_payload_with_bytes_missing_or_left_over_is_not_a_payload() -> None:
+    raw = payload_to_bytes(Payload({"encoding": b"json/plain"}, b'"abc"'))
+    with pytest.raises(ValueError, match="not a Kronicle payload"):
+        payload_from_bytes(raw[:-1])
+    with pytest.raises(ValueError, match="not a Kronicle payload"):
+        payload_from_bytes(raw + b"x")
 
 
 async def test_an_activity_error_chain_round_trips_with_its_details() -> None:

@@ -200,3 +200,35 @@ def test_without_a_deadlock_timeout_activations_never_run_inline() -> None:
         )
     assert runner._inline_policy("Recorder") is None
     assert loop.runner._inline_policy("Recorder") is not None
+
+
+def test_older_generation_collections_are_told_apart_from_young_ones() -> None:
+    import gc
+
+    from kronicle.worker._inline import _gc_mark, _older_collected
+
+    mark = _gc_mark()
+    gc.collect(0)
+    assert not _older_collected(mark), "a youngest-generation collection keeps the CPU budget"
+    for generation in (1, 2):
+        mark = _gc_mark()
+        gc.collect(generation)
+        assert _older_collected(mark), f"a generation-{generation} collection earns the larger budget"
+
+
+def test_a_type_sent_back_returns_to_the_loop_after_enough_cheap_activations_a_limited_number_of_times() -> None:
+    policy = InlinePolicy("T", wall_limit=0.05, probation=0, readmit_after=3, returns=1)
+    policy._observe(0.0001, 0.2, 0.005, blocked=True)  # looks like a stall (e.g. a GIL wait on a loaded machine)
+    assert policy.offloaded
+    for _ in range(2):
+        policy.run(lambda x: x, 0)
+    policy._observe(0.01, 0.01, 0.005, blocked=False)  # a slow one on the threads starts the count again
+    for _ in range(2):
+        policy.run(lambda x: x, 0)
+    assert policy.offloaded, "three cheap ones in a row are needed"
+    policy.run(lambda x: x, 0)
+    assert policy.inline and not policy.offloaded
+    policy._observe(0.0001, 0.2, 0.005, blocked=True)
+    for _ in range(10):
+        policy.run(lambda x: x, 0)
+    assert policy.offloaded, "no returns left: it stays on the threads"
