@@ -218,23 +218,37 @@ async def test_workflows_started_on_the_engine_show_up(
 async def test_under_a_steady_stream_the_background_loop_gathers_records_into_fewer_steps(
     kafka_bootstrap: str, namespace: str, store: VisibilityStore
 ) -> None:
-    config = ProjectorConfig(kafka_bootstrap, namespace, poll_timeout_s=0.05, min_batch_interval_s=1.0)
+    interval = 3.0
+    config = ProjectorConfig(kafka_bootstrap, namespace, poll_timeout_s=0.05, min_batch_interval_s=interval)
     p = VisibilityProjector(config, store)
     await p.start()
+    # One producer, connected before the bursts, flushing off the loop: on a loaded machine a
+    # producer per burst took longer to start than the interval, and a blocking flush held the
+    # projector's loop, so the bursts did not arrive as a steady stream.
+    writer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     try:
         await asyncio.sleep(3)  # joined the group and idle: the first record is taken at once
-        bursts = [runs(4, prefix=f"b{i}") for i in range(5)]
-        for burst in bursts:
-            produce(kafka_bootstrap, namespace, [(r, 1) for r in burst])
+        begun = asyncio.get_running_loop().time()
+        for i in range(5):
+            for r in runs(4, prefix=f"b{i}"):
+                writer.produce(
+                    NamespaceTopics(namespace).visibility,
+                    REGISTRY.encode("kronicle.workflow.VisibilityRecord", r),
+                    (r["workflow_id"] + r["run_id"]).encode(),
+                    headers=[("kronicle.seq", b"1"), ("kronicle.version", b"0")],
+                )
+            assert await asyncio.to_thread(writer.flush, 10) == 0
             await asyncio.sleep(0.1)
+        span = asyncio.get_running_loop().time() - begun
         deadline = asyncio.get_running_loop().time() + 30
         while p.stats.consumed < 20:
             assert asyncio.get_running_loop().time() < deadline, f"projector stats: {p.stats}"
             await asyncio.sleep(0.05)
     finally:
         await p.stop()
-    # Five bursts within about half a second: the first step takes the first burst, the next
-    # one starts a second after it and takes the rest (a step per burst without the interval).
+    # Five bursts well within the interval: the first step takes the first burst, the next one
+    # starts an interval after it and takes the rest (a step per burst without the interval).
+    assert span < interval, f"the bursts took {span:.1f} s, longer than the interval: the test cannot tell"
     assert p.stats.batches <= 3, p.stats
     assert (p.stats.consumed, p.stats.applied) == (20, 20)
     assert await store.count(namespace) == 20
