@@ -13,7 +13,16 @@ from typing import Any
 
 import psutil
 
-__all__ = ["RssSampler", "cpu_seconds", "load_average", "machine_info", "slope_mb_per_min", "versions"]
+__all__ = [
+    "RssSampler",
+    "cpu_seconds",
+    "load_average",
+    "machine_info",
+    "metrics_text",
+    "slope_mb_per_min",
+    "state_memory_mb",
+    "versions",
+]
 
 
 def _cpu_model() -> str:
@@ -179,16 +188,24 @@ def summarise_rss(samples: list[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
-def state_memory_mb(frontend: str) -> dict[str, float]:
-    """The engine's RocksDB memory (``kronicle_state_memory_bytes`` on the frontend's /metrics), MB by kind."""
-    import re
+def metrics_text(frontend: str) -> str | None:
+    """The text of the frontend's ``/metrics`` (the engine's metrics too), or None if it cannot be read."""
     import urllib.request
 
     url = (frontend if "://" in frontend else f"http://{frontend}").rstrip("/") + "/metrics"
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
     except OSError:
+        return None
+
+
+def state_memory_mb(frontend: str) -> dict[str, float]:
+    """The engine's RocksDB memory (``kronicle_state_memory_bytes`` on the frontend's /metrics), MB by kind."""
+    import re
+
+    text = metrics_text(frontend)
+    if text is None:
         return {}
     out: dict[str, float] = {}
     for labels, value in re.findall(r"^kronicle_state_memory_bytes\{([^}]*)\} (\S+)$", text, re.MULTILINE):

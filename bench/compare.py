@@ -44,7 +44,15 @@ from typing import Any
 
 from bench import _workloads as workloads
 from bench._adapters import KronicleAdapter, TemporalAdapter, temporal_available
-from bench._machine import RssSampler, cpu_seconds, load_average, machine_info, state_memory_mb, versions
+from bench._machine import (
+    RssSampler,
+    cpu_seconds,
+    load_average,
+    machine_info,
+    metrics_text,
+    state_memory_mb,
+    versions,
+)
 
 __all__ = ["Plan", "main", "run"]
 
@@ -211,13 +219,9 @@ async def _memory(adapter: Any, plan: Plan) -> dict[str, Any]:
 def _malloc_trims(frontend: str) -> dict[str, float]:
     """The engine process's periodic malloc_trim so far (kronicle._memory's metrics): calls, seconds, MB given back."""
     import re
-    import urllib.request
 
-    url = (frontend if "://" in frontend else f"http://{frontend}").rstrip("/") + "/metrics"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
-    except OSError:
+    text = metrics_text(frontend)
+    if text is None:
         return {}
     names = {
         "kronicle_process_malloc_trims_total": "calls",

@@ -22,6 +22,7 @@ import fastavro
 
 from kronicle import exceptions as exc
 from kronicle.converter import Failure, Payload
+from kronicle.schemas._fastpath import avro_long
 
 if TYPE_CHECKING:
     from kronicle.common import RetryPolicy
@@ -80,19 +81,6 @@ _ENCODING_PREFIXES: dict[bytes, bytes] = {
 }
 
 
-def _varint_length(n: int) -> bytes:
-    """Avro's zig-zag varint of a length (``n >= 0``)."""
-    n <<= 1
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _read_data(data: bytes, pos: int) -> bytes | None:
     """The Avro bytes at ``pos`` if they end exactly where ``data`` ends; None otherwise."""
     n = shift = 0
@@ -114,7 +102,7 @@ def payload_to_bytes(payload: Payload) -> bytes:
     if len(metadata) == 1:
         prefix = _ENCODING_PREFIXES.get(metadata.get("encoding", b""))
         if prefix is not None and type(payload.data) is bytes:
-            return prefix + _varint_length(len(payload.data)) + payload.data
+            return prefix + avro_long(len(payload.data)) + payload.data
     return _write_payload(metadata, payload.data)
 
 

@@ -271,25 +271,14 @@ class EngineService:
                         del self._waiters[key]
 
     async def _wait(self, workflow_id: str, timeout: float, *, closed_only: bool) -> bool:
-        key = workflow_id.encode()
-        entry = _Waiter(asyncio.get_running_loop(), asyncio.Event(), closed_only)
-        with self._waiters_lock:
-            self._waiters[key].append(entry)
-        try:
-            # asyncio.timeout, not wait_for: no extra task per wait (a long poll waits several times).
-            async with asyncio.timeout(timeout):
-                await entry.event.wait()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            with self._waiters_lock:
-                waiting = self._waiters.get(key)
-                if waiting is not None:
-                    if entry in waiting:
-                        waiting.remove(entry)
-                    if not waiting:
-                        del self._waiters[key]
+        with self.watch_change(workflow_id, closed_only=closed_only) as event:
+            try:
+                # asyncio.timeout, not wait_for: no extra task per wait (a long poll waits several times).
+                async with asyncio.timeout(timeout):
+                    await event.wait()
+                return True
+            except TimeoutError:
+                return False
 
     def _notify(self, keys: set[bytes]) -> None:
         # Runs on the processor thread after each commit.
