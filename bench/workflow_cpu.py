@@ -44,17 +44,51 @@ def _cmd(command_type: str, **attrs: Any) -> dict[str, Any]:
     return {"command_type": command_type, f"{snake}_command_attributes": attrs}
 
 
+class _MemoryEngine:
+    """The workflow handler on one in-memory partition: batches of (key, command bytes) in, outputs out."""
+
+    def __init__(self, observe: Callable[[PartitionBatch], None] | None = None) -> None:
+        self.registry = default_registry()
+        self.topics = WorkflowTopics("bench")
+        self.handler = WorkflowHandler(topics=self.topics, encode=self.registry.encode, decode=self.registry.decode)
+        self.store: dict[tuple[str, bytes], bytes] = {}
+        self.offset = 0
+        self.observe = observe
+
+    def apply(self, records: list[tuple[bytes, bytes]]) -> list[Any]:
+        """One batch: every record applied, the writes kept; returns the batch's output records."""
+        store = self.store
+        batch = PartitionBatch(
+            partition=0,
+            now_ms=time.time_ns() // 1_000_000,
+            handler=self.handler,
+            codec=self.registry,
+            read=lambda cf, key: store.get((cf, key)),
+            commands_topic=self.topics.commands,
+            dlq_topic="kronicle.bench.dlq",
+        )
+        for key, raw in records:
+            batch.add(InputRecord(0, self.offset, key, raw, (), batch.now_ms))
+            self.offset += 1
+        assert not batch.dead_lettered, batch.effects.outputs[-1].headers
+        if self.observe is not None:
+            self.observe(batch)
+        for k, val in batch.effects.writes.items():
+            if val is None:
+                store.pop(k, None)
+            else:
+                store[k] = val
+        return batch.effects.outputs
+
+
 def run(workflows: int, concurrency: int, observe: Callable[[PartitionBatch], None] | None = None) -> float:
     """Microseconds of CPU per workflow (process time) for ``workflows`` one-activity workflows.
 
     ``observe`` is called with every batch after it ran and before its writes reach the store
     (``bench.write_count`` counts what the processor would produce from it).
     """
-    registry = default_registry()
-    topics = WorkflowTopics("bench")
-    handler = WorkflowHandler(topics=topics, encode=registry.encode, decode=registry.decode)
-    store: dict[tuple[str, bytes], bytes] = {}
-    offset = 0
+    engine = _MemoryEngine(observe)
+    registry, topics = engine.registry, engine.topics
     wf_tasks = topics.workflow_tasks("bench")
     act_tasks = topics.activity_tasks("bench")
 
@@ -63,28 +97,7 @@ def run(workflows: int, concurrency: int, observe: Callable[[PartitionBatch], No
         return [(name, value, registry.encode(_NS + name, value)) for name, value in values]
 
     def batch_of(values: list[tuple[str, dict[str, Any], bytes]]) -> list[Any]:
-        nonlocal offset
-        batch = PartitionBatch(
-            partition=0,
-            now_ms=time.time_ns() // 1_000_000,
-            handler=handler,
-            codec=registry,
-            read=lambda cf, key: store.get((cf, key)),
-            commands_topic=topics.commands,
-            dlq_topic="kronicle.bench.dlq",
-        )
-        for _name, value, raw in values:
-            batch.add(InputRecord(0, offset, value["workflow_id"].encode(), raw, (), batch.now_ms))
-            offset += 1
-        assert not batch.dead_lettered, batch.effects.outputs[-1].headers
-        if observe is not None:
-            observe(batch)
-        for key, val in batch.effects.writes.items():
-            if val is None:
-                store.pop(key, None)
-            else:
-                store[key] = val
-        return batch.effects.outputs
+        return engine.apply([(value["workflow_id"].encode(), raw) for _name, value, raw in values])
 
     def tasks(outputs: list[Any], topic: str) -> list[dict[str, Any]]:
         return [registry.decode(o.value)[1] for o in outputs if o.topic == topic]
@@ -213,11 +226,8 @@ async def run_worker(workflows: int, concurrency: int, profile: Any = None) -> f
     from kronicle.converter import DataConverter
     from kronicle.worker import Worker
 
-    registry = default_registry()
-    topics = WorkflowTopics("bench")
-    handler = WorkflowHandler(topics=topics, encode=registry.encode, decode=registry.decode)
-    store: dict[tuple[str, bytes], bytes] = {}
-    offset = 0
+    engine = _MemoryEngine()
+    registry, topics = engine.registry, engine.topics
     wf_tasks = topics.workflow_tasks("bench")
     act_tasks = topics.activity_tasks("bench")
     worker = Worker(
@@ -231,27 +241,7 @@ async def run_worker(workflows: int, concurrency: int, profile: Any = None) -> f
     producer = _CapturingProducer()
     worker._producer = producer  # type: ignore[assignment]
 
-    def batch_of(raw_values: list[tuple[bytes, bytes]]) -> list[Any]:
-        nonlocal offset
-        batch = PartitionBatch(
-            partition=0,
-            now_ms=time.time_ns() // 1_000_000,
-            handler=handler,
-            codec=registry,
-            read=lambda cf, key: store.get((cf, key)),
-            commands_topic=topics.commands,
-            dlq_topic="kronicle.bench.dlq",
-        )
-        for key, raw in raw_values:
-            batch.add(InputRecord(0, offset, key, raw, (), batch.now_ms))
-            offset += 1
-        assert not batch.dead_lettered, batch.effects.outputs[-1].headers
-        for k, val in batch.effects.writes.items():
-            if val is None:
-                store.pop(k, None)
-            else:
-                store[k] = val
-        return batch.effects.outputs
+    batch_of = engine.apply
 
     async def answer(outputs: list[Any], topic: str) -> tuple[list[tuple[bytes, bytes]], float]:
         messages = [_Message(o.topic, o.value) for o in outputs if o.topic == topic]
