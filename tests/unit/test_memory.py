@@ -249,3 +249,27 @@ def test_tuning_exports_the_heap_and_python_blocks_at_scrape_time() -> None:
     grown = REGISTRY.get_sample_value("kronicle_process_python_allocated_blocks")
     assert grown is not None and grown - blocks >= 40_000
     del held
+
+
+def test_tuning_freezes_the_startup_objects_out_of_the_collector() -> None:
+    # A fresh interpreter: the freeze is process-wide and cannot be undone for what it froze.
+    script = textwrap.dedent(
+        """
+        import gc, json, sys
+        from kronicle._memory import AllocatorOptions, start_tuning
+        before = gc.get_freeze_count()
+        start_tuning(AllocatorOptions(arena_max=0, trim_interval_s=0, freeze_startup_objects=sys.argv[1] == "1"))
+        print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    frozen, kept = (
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script, flag], capture_output=True, text=True, check=True, env=env
+            ).stdout
+        )
+        for flag in ("1", "0")
+    )
+    assert frozen["before"] == 0 and frozen["after"] > 10_000  # kronicle's imports: tens of thousands
+    assert kept["after"] == 0
