@@ -26,10 +26,14 @@ Two remedies, both on glibc only and both no-ops elsewhere:
 both as :class:`AllocatorOptions` say; the server commands (``kronicle server
 start-dev``, ``kronicle engine run``) call it first thing and have options
 ``--malloc-arena-max`` and ``--malloc-trim-seconds`` to turn either off (0).
-It also exports, read at scrape time, glibc's heap in use / free / mmapped
-(``kronicle_process_malloc_bytes``, from ``mallinfo2``) and CPython's allocated
-blocks (``kronicle_process_python_allocated_blocks``), so that a memory run can
-tell a growing heap from RocksDB's bounded caches filling.
+:func:`start_tuning` also freezes (``gc.freeze()``) the Python objects alive at
+that point (``AllocatorOptions.freeze_startup_objects``): the imported modules,
+classes and functions, which Python's full collections would otherwise scan
+every time with the GIL held. It also exports, read at scrape time, glibc's
+heap in use / free / mmapped (``kronicle_process_malloc_bytes``, from
+``mallinfo2``) and CPython's allocated blocks
+(``kronicle_process_python_allocated_blocks``), so that a memory run can tell a
+growing heap from RocksDB's bounded caches filling.
 """
 
 from __future__ import annotations
