@@ -14,7 +14,8 @@ anonymous and file-backed parts), CPU seconds, threads, the state store's
 ``memory_usage()`` and RocksDB properties summed over column families,
 glibc's ``malloc_info`` (heap size, free lists and mmaps, in total and per
 arena), the malloc_trim counters, the gc object count and, with
-``--tracemalloc``, Python's traced total. This process runs the bench's
+``--tracemalloc``, Python's traced total and, every sixth sample, the source
+lines whose allocations grew most since the first such sample (KB, blocks). This process runs the bench's
 worker and closed-loop callers for ``--seconds``, then prints the slopes and
 the CPU milliseconds per workflow of both processes.
 
@@ -181,9 +182,21 @@ async def _serve(args: argparse.Namespace) -> None:
 
     def sampler() -> None:
         proc, t0 = psutil.Process(), time.monotonic()
+        first: tracemalloc.Snapshot | None = None
         with Path(args.out).open("w") as out:
-            while not stop.wait(args.period):
+            for n in itertools.count():
+                if stop.wait(args.period):
+                    break
                 rec = {"t": round(time.monotonic() - t0, 1), **_sample(stack, proc, args.tracemalloc)}
+                if args.tracemalloc and n % 6 == 5:  # what grew since the first of these, by line (costly: seldom)
+                    snap = tracemalloc.take_snapshot()
+                    if first is None:
+                        first = snap
+                    else:
+                        top = snap.compare_to(first, "lineno")[:12]
+                        rec["tracemalloc_growth"] = [
+                            [str(d.traceback), round(d.size_diff / 2**10, 1), d.count_diff] for d in top
+                        ]
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
 
