@@ -79,13 +79,12 @@ _POINTS: list[tuple[str, str, str]] = [
         """    result = await engine.client.execute_workflow(
         engine.wf.OneActivity.run, workflow_id, id=workflow_id, task_queue=engine.task_queue
     )""",
+        # execute_workflow itself: a client may start and wait in one request.
         """    from kronicle._lat_trace import t as _T
     _T("C.start")
-    h = await engine.client.start_workflow(
+    result = await engine.client.execute_workflow(
         engine.wf.OneActivity.run, workflow_id, id=workflow_id, task_queue=engine.task_queue
     )
-    _T("C.started")
-    result = await h.result()
     _T("C.done")""",
     ),
     (
@@ -169,7 +168,11 @@ _POINTS: list[tuple[str, str, str]] = [
         f"""        {_IMPORT}_T("F.result")
 @@""",
     ),
-    ("kronicle/connectors/frontend/_handlers.py", '        out["closed"] = True', '@@\n        _T("F.resultwoken")'),
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        '        out["closed"] = True',
+        f'@@\n        {_IMPORT}_T("F.resultwoken")',  # reached from more than one handler
+    ),
     (
         "kronicle/connectors/frontend/_commands.py",
         """                else:
@@ -446,8 +449,10 @@ def main() -> None:
                 env["JAVA_TOOL_OPTIONS"] = _JVM_LOG.format(d=jvm_dir)
             cmd = [sys.executable, "-m", "bench.latency", "--seq", str(args.seq), "--warmup", str(args.warmup)]
             run = subprocess.run(
-                [*cmd, "--signal-workflows", "0"], cwd=copy, env=env, capture_output=True, text=True, check=True
+                [*cmd, "--signal-workflows", "0"], cwd=copy, env=env, capture_output=True, text=True, check=False
             )
+            if run.returncode != 0:
+                raise SystemExit(f"bench.latency failed in {copy} ({run.returncode}):\n{run.stderr[-3000:]}")
             summary = json.loads(run.stdout)
             wins = windows(prefix, args.seq)
             print(f"\n== {trees[i]} round {r + 1}: {summary['sequential']}, load {summary['load_before']}")
