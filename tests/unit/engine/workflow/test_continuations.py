@@ -291,3 +291,18 @@ def test_defensive_rules_refuse_a_step_that_the_wire_cannot_produce_today() -> N
     backoff = {**run, "activities": {"5": {**run["activities"]["5"], "state": "BACKOFF"}}}
     assert refused(backoff, step) == "not a pending eager attempt"
     assert refused(None, step) == "closed"
+
+
+def test_a_stale_completion_still_delivers_the_results_of_earlier_eager_activities() -> None:
+    b = Bench()
+    b.start("wf")
+    b.complete_task("wf", [_eager("a1", start_to_close_timeout_ms=60_000)])
+    b.send("SignalWorkflow", {"workflow_id": "wf", "signal_name": "go"})
+    late = b.last_task("wf")
+    b.advance(10_000)  # that task times out; its retry is dispatched
+    assert b.last_task("wf")["attempt"] == 2
+    b.complete_task("wf", [], task=late, continuations=[_step([("a1", b"1")], [_complete(b"done")])])
+    assert b.handler.stats["stale_workflow_task_completion"] == 1
+    assert b.handler.stats["rejected_continuation"] == 1
+    run = b.run("wf")
+    assert run["activities"] == {} and run["status"] == "RUNNING"  # a1 closed as a plain result; no command applied
