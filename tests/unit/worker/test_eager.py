@@ -1,0 +1,227 @@
+"""Eager activities and chained workflow tasks, the worker side (no Kafka).
+
+The first half inspects what the worker would send (``deliver=False``); the
+second half (``deliver=True``) runs whole workflows against the engine handler
+in memory and compares their histories with the normal path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from kronicle import activity, workflow
+from kronicle.engine.workflow.schema_gen import attributes_field
+from kronicle.worker._eager import MAX_EAGER_PER_COMPLETION
+from tests.unit.worker.eager_memory import EagerLoop
+from tests.unit.worker.memory import value
+from tests.unit.worker.workflows import (
+    ActivityThenSignal,
+    ElsewhereActivity,
+    FanOut,
+    Greeting,
+    Sequential,
+    compose,
+    echo,
+)
+
+SCHEDULE = attributes_field("ScheduleActivityTask", "command")
+
+
+@activity.defn(name="compose")
+async def slow_compose(name: str) -> str:
+    await asyncio.sleep(0.3)
+    return f"Hello, {name}!"
+
+
+@activity.defn(name="compose")
+async def failing_compose(name: str) -> str:
+    raise ValueError(f"no greeting for {name}")
+
+
+@activity.defn(name="compose")
+async def beating_compose(name: str) -> str:
+    activity.heartbeat("half way")
+    await asyncio.sleep(0.05)
+    return f"Hello, {name}!"
+
+
+@workflow.defn(name="Sequential")
+class SequentialThenBroken:
+    """Like Sequential, but its code raises once the first activity is back (a failed workflow task)."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        await workflow.execute_activity("compose", "x", start_to_close_timeout=timedelta(seconds=10))
+        raise RuntimeError("bug after the first activity")
+
+
+def completion(loop: EagerLoop, i: int = 0) -> dict[str, Any]:
+    name, datum = loop.answers[i].records[0]
+    assert name == "CompleteWorkflowTask"
+    return datum
+
+
+def schedules(commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c[SCHEDULE] for c in commands if c["command_type"] == "ScheduleActivityTask"]
+
+
+async def first_answer(loop: EagerLoop, workflow_type: str, *args: Any) -> dict[str, Any]:
+    loop.start("wf", workflow_type, *args)
+    await loop.answer(loop.bench.workflow_tasks()[0])
+    return completion(loop)
+
+
+# -- eligibility -----------------------------------------------------------------
+
+
+async def test_activity_of_this_queue_and_a_registered_type_is_requested_eager_and_started() -> None:
+    loop = EagerLoop([Greeting], [slow_compose], deliver=False, hold=timedelta(0))
+    datum = await first_answer(loop, "Greeting", "World")
+    assert [s["request_eager_execution"] for s in schedules(datum["commands"])] == [True]
+    assert len(loop.started) == 1
+    task = loop.started[0].task
+    assert (task["scheduled_event_id"], task["attempt"], task["activity_id"]) == (0, 1, "1")
+    assert loop.started[0].predicted_scheduled_event_id == 5  # WTScheduled 2, started 3, completed 4
+
+
+async def test_activity_for_another_task_queue_is_not_eager() -> None:
+    loop = EagerLoop([ElsewhereActivity], [compose], deliver=False)
+    datum = await first_answer(loop, "ElsewhereActivity")
+    assert not schedules(datum["commands"])[0].get("request_eager_execution")
+    assert loop.started == [] and "continuations" not in datum
+
+
+async def test_activity_type_not_registered_here_is_not_eager() -> None:
+    loop = EagerLoop([Greeting], [echo], deliver=False)
+    datum = await first_answer(loop, "Greeting", "World")
+    assert not schedules(datum["commands"])[0].get("request_eager_execution")
+    assert loop.started == []
+
+
+async def test_no_free_activity_slot_means_no_eager_activity() -> None:
+    loop = EagerLoop([Greeting], [compose], deliver=False, slots=0)
+    datum = await first_answer(loop, "Greeting", "World")
+    assert not schedules(datum["commands"])[0].get("request_eager_execution")
+    assert loop.started == []
+
+
+async def test_at_most_three_activities_of_a_completion_are_eager() -> None:
+    loop = EagerLoop([FanOut], [compose], deliver=False)
+    datum = await first_answer(loop, "FanOut", 5)
+    flags = [bool(s.get("request_eager_execution")) for s in schedules(datum["commands"])]
+    assert flags == [True] * MAX_EAGER_PER_COMPLETION + [False] * (5 - MAX_EAGER_PER_COMPLETION)
+    # A step that schedules something not eager ends the chain; the three results ride behind it.
+    assert "continuations" not in datum
+    assert [name for name, _ in loop.answers[0].records[1:]] == ["CompleteActivityTask"] * 3
+
+
+async def test_disabled_eager_execution_sends_the_plain_completion() -> None:
+    loop = EagerLoop([Greeting], [compose], deliver=False, eager=False)
+    datum = await first_answer(loop, "Greeting", "World")
+    assert not schedules(datum["commands"])[0].get("request_eager_execution")
+    assert loop.started == [] and "continuations" not in datum and len(loop.answers[0].records) == 1
+
+
+# -- the hold and the chain ------------------------------------------------------------
+
+
+async def test_sequential_activities_become_one_completion_with_a_step_per_activity() -> None:
+    loop = EagerLoop([Sequential], [compose, echo], deliver=False)
+    datum = await first_answer(loop, "Sequential", 3)
+    steps = datum["continuations"]
+    assert len(steps) == 3
+    assert [[r["activity_id"] for r in s["activity_results"]] for s in steps] == [["1"], ["2"], ["3"]]
+    assert [value(s["activity_results"][0]["result"]) for s in steps] == ["Hello, x!", "Hello, x!", "Hello, Hello, x!!"]
+    assert all(schedules(s["commands"])[0]["request_eager_execution"] for s in steps[:2])
+    assert steps[-1]["commands"][0]["command_type"] == "CompleteWorkflowExecution"
+    times = [datum["started_time_ms"], *(s["started_time_ms"] for s in steps)]
+    assert times == sorted(times)
+    # Every result went into a step: nothing rides behind the completion, and the closed run left the cache.
+    assert len(loop.answers[0].records) == 1
+    assert loop.runner.cached_runs == []
+    assert loop.runner.stats["eager_step"] == 3
+
+
+async def test_workflow_time_in_a_step_is_the_steps_started_time() -> None:
+    loop = EagerLoop([Sequential], [compose], deliver=False)
+    datum = await first_answer(loop, "Sequential", 1)
+    (step,) = datum["continuations"]
+    result = value(step["commands"][0][attributes_field("CompleteWorkflowExecution", "command")]["result"])
+    assert result == f"Hello, x! at {step['started_time_ms'] / 1000:.3f}"
+
+
+async def test_activity_still_running_when_the_hold_ends_reports_later_by_activity_id() -> None:
+    loop = EagerLoop([Greeting], [slow_compose], deliver=False, hold=timedelta(milliseconds=20))
+    datum = await first_answer(loop, "Greeting", "World")
+    assert "continuations" not in datum and len(loop.answers[0].records) == 1
+    assert [name for name, _ in loop.sent] == ["CompleteWorkflowTask"]
+    await loop.started[0].finished
+    name, result = loop.sent[-1]
+    assert name == "CompleteActivityTask"
+    assert (result["scheduled_event_id"], result["attempt"], result["activity_id"]) == (0, 1, "1")
+    assert value(result["result"]) == "Hello, World!"
+    assert loop.runner.cached_runs == [loop.answers[0].records[0][1]["run_id"]]
+
+
+async def test_failed_eager_activity_ends_the_chain_and_its_failure_rides_behind_the_completion() -> None:
+    loop = EagerLoop([Greeting], [failing_compose], deliver=False)
+    datum = await first_answer(loop, "Greeting", "World")
+    assert "continuations" not in datum
+    assert [name for name, _ in loop.answers[0].records] == ["CompleteWorkflowTask", "FailActivityTask"]
+    assert loop.answers[0].records[1][1]["activity_id"] == "1"
+
+
+async def test_hold_zero_sends_the_completion_at_once() -> None:
+    loop = EagerLoop([Sequential], [compose, echo], deliver=False, hold=timedelta(0))
+    datum = await first_answer(loop, "Sequential", 3)
+    assert "continuations" not in datum and len(loop.answers[0].records) == 1
+    await loop.started[0].finished
+    assert [name for name, _ in loop.sent] == ["CompleteWorkflowTask", "CompleteActivityTask"]
+
+
+async def test_speculative_step_that_fails_is_not_sent_and_the_run_is_evicted() -> None:
+    loop = EagerLoop([SequentialThenBroken], [compose], deliver=False)
+    datum = await first_answer(loop, "Sequential", 3)
+    assert "continuations" not in datum
+    # The result is not lost: it goes behind the completion as a plain result.
+    assert [name for name, _ in loop.answers[0].records] == ["CompleteWorkflowTask", "CompleteActivityTask"]
+    assert loop.runner.cached_runs == []
+    assert loop.runner.stats["eager_step_abandoned"] == 1
+
+
+async def test_heartbeats_of_an_eager_activity_wait_for_the_completion() -> None:
+    loop = EagerLoop([Greeting], [beating_compose], deliver=False, hold=timedelta(milliseconds=20))
+    loop.start("wf", "Greeting", "World")
+    task = loop.bench.workflow_tasks()[0]
+    answer = await loop.runner.answer(task)
+    assert answer is not None
+    await asyncio.sleep(0.01)
+    assert loop.sent == []  # nothing, not even the heartbeat, before the completion is handed over
+    answer.sent()
+    assert [name for name, _ in loop.sent] == ["HeartbeatActivityTask"]
+    assert loop.sent[0][1]["scheduled_event_id"] == 0 and loop.sent[0][1]["activity_id"] == "1"
+    await loop.started[0].finished
+    assert [name for name, _ in loop.sent] == ["HeartbeatActivityTask", "CompleteActivityTask"]
+
+
+async def test_not_found_reply_before_the_completion_is_sent_does_not_stop_an_eager_activity() -> None:
+    loop = EagerLoop([Greeting], [slow_compose], deliver=False, hold=timedelta(milliseconds=10))
+    loop.start("wf", "Greeting", "World")
+    answer = await loop.runner.answer(loop.bench.workflow_tasks()[0])
+    assert answer is not None
+    eager = loop.started[0]
+    ref = {"workflow_id": "wf", "run_id": eager.task["run_id"], "attempt": 1}
+    loop.act_runner.on_control({**ref, "scheduled_event_id": eager.predicted_scheduled_event_id, "not_found": True})
+    answer.sent()
+    await eager.finished
+    assert loop.sent[-1][0] == "CompleteActivityTask"
+
+
+async def test_activity_signal_workflow_chain_stops_at_a_step_with_no_activity() -> None:
+    loop = EagerLoop([ActivityThenSignal], [compose], deliver=False)
+    datum = await first_answer(loop, "ActivityThenSignal")
+    (step,) = datum["continuations"]
+    assert step["commands"] == []
+    assert loop.runner.cached_runs != []
