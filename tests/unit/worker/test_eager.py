@@ -225,3 +225,74 @@ async def test_activity_signal_workflow_chain_stops_at_a_step_with_no_activity()
     (step,) = datum["continuations"]
     assert step["commands"] == []
     assert loop.runner.cached_runs != []
+
+
+# -- against the engine: the same history as the normal path ------------------------------------
+
+
+def shape(events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Event types in order with the attributes both paths must agree on (not times or identities)."""
+    keys = ("activity_id", "activity_type", "result", "scheduled_event_id", "workflow_task_completed_event_id", "input")
+    out = []
+    for e in events:
+        a = e.get(attributes_field(e["event_type"])) or {}
+        out.append((e["event_type"], {k: a[k] for k in keys if k in a}))
+    return out
+
+
+async def run_to_end(
+    eager: bool, workflow_type: str, workflows: list[type], activities: list[Any], *args: Any
+) -> EagerLoop:
+    loop = EagerLoop(workflows, activities, eager=eager)
+    loop.start("wf", workflow_type, *args)
+    await loop.run_until_idle()
+    return loop
+
+
+def result_of(loop: EagerLoop) -> Any:
+    last = loop.history("wf")[-1]
+    assert last["event_type"] == "WorkflowExecutionCompleted", last
+    return value(last[attributes_field("WorkflowExecutionCompleted")]["result"])
+
+
+async def test_chain_of_ten_activities_writes_the_history_of_the_normal_path() -> None:
+    plain = await run_to_end(False, "Sequential", [Sequential], [compose, echo], 10)
+    eager = await run_to_end(True, "Sequential", [Sequential], [compose, echo], 10)
+    assert result_of(eager) == result_of(plain)
+    assert shape(eager.history("wf")) == shape(plain.history("wf"))
+    assert [name for name, _ in eager.sent] == ["CompleteWorkflowTask"]  # one record for the whole workflow
+    assert eager.runner.stats["eager_step"] == 10
+
+
+async def test_one_activity_workflow_is_one_completion_with_one_step() -> None:
+    plain = await run_to_end(False, "Greeting", [Greeting], [compose], "World")
+    eager = await run_to_end(True, "Greeting", [Greeting], [compose], "World")
+    assert result_of(eager) == result_of(plain) == "Hello, World!"
+    assert shape(eager.history("wf")) == shape(plain.history("wf"))
+    assert len(eager.sent) == 1 and len(completion(eager)["continuations"]) == 1
+
+
+async def test_two_activities_at_once_chain_with_both_results_in_one_step() -> None:
+    plain = await run_to_end(False, "FanOut", [FanOut], [compose], 2)
+    eager = await run_to_end(True, "FanOut", [FanOut], [compose], 2)
+    assert result_of(eager) == result_of(plain) == ["Hello, 0!", "Hello, 1!"]
+    # The same events; a step writes both results before the WorkflowTaskScheduled they cause.
+    assert sorted(eager.types("wf")) == sorted(plain.types("wf"))
+    (step,) = completion(eager)["continuations"]
+    assert [r["activity_id"] for r in step["activity_results"]] == ["1", "2"]
+
+
+async def test_step_rejected_for_a_signal_that_came_in_meanwhile_then_the_worker_replays_and_finishes() -> None:
+    loop = EagerLoop([ActivityThenSignal], [compose])
+    loop.start("wf", "ActivityThenSignal")
+    answer = await loop.runner.answer(loop.bench.workflow_tasks()[0])
+    assert answer is not None and answer.records[0][1]["continuations"]
+    loop.signal("wf", "poke", "early")  # reaches the engine while the completion is held
+    for record in answer.records:
+        loop.bench.send(*record)
+    answer.sent()
+    loop._wft_seen = 1
+    await loop.run_until_idle()
+    assert result_of(loop) == "Hello, a! ['early']"
+    assert loop.bench.handler.stats["rejected_continuation"] == 1
+    assert loop.runner.stats["full_replay"] == 1  # the cached run had taken the rejected step: replayed
