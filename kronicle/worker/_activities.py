@@ -364,7 +364,13 @@ class ActivityRunner:
     async def _on_error(self, send: Send, base: dict[str, Any], attempt: _Attempt, err: BaseException) -> None:
         cancelled = isinstance(err, (asyncio.CancelledError, exc.CancelledError))
         if attempt.reason == "CANCELLED" and cancelled:
-            send("ReportActivityTaskCanceled", {**base, "details": attempt.sent_details})
+            ref = base
+            if attempt.eager is not None:
+                # ReportActivityTaskCanceled has no activity id; the engine's cancel request named this
+                # attempt by the scheduled event id the worker predicted, so that id is confirmed.
+                ref = {k: v for k, v in base.items() if k != "activity_id"}
+                ref["scheduled_event_id"] = attempt.eager.predicted_scheduled_event_id
+            send("ReportActivityTaskCanceled", {**ref, "details": attempt.sent_details})
         elif attempt.reason in ("NOT_FOUND", "TIMED_OUT"):
             return  # the engine has already decided this attempt's fate
         elif attempt.reason == "WORKER_SHUTDOWN":

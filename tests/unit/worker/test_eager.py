@@ -312,3 +312,21 @@ async def test_step_rejected_for_a_signal_that_came_in_meanwhile_then_the_worker
     assert result_of(loop) == "Hello, a! ['early']"
     assert loop.bench.handler.stats["rejected_continuation"] == 1
     assert loop.runner.stats["full_replay"] == 1  # the cached run had taken the rejected step: replayed
+
+
+async def test_cancelled_eager_activity_reports_under_the_scheduled_event_id_the_engine_confirmed() -> None:
+    loop = EagerLoop([Greeting], [slow_compose], deliver=False, hold=timedelta(milliseconds=10))
+    loop.start("wf", "Greeting", "World")
+    answer = await loop.runner.answer(loop.bench.workflow_tasks()[0])
+    assert answer is not None
+    answer.sent()
+    eager = loop.started[0]
+    ref = {"workflow_id": "wf", "run_id": eager.task["run_id"], "attempt": 1}
+    loop.act_runner.on_control({**ref, "scheduled_event_id": 99, "cancel_requested": True})  # not this attempt
+    loop.act_runner.on_control(
+        {**ref, "scheduled_event_id": eager.predicted_scheduled_event_id, "cancel_requested": True}
+    )
+    await eager.finished
+    name, report = loop.sent[-1]
+    assert name == "ReportActivityTaskCanceled"
+    assert report["scheduled_event_id"] == eager.predicted_scheduled_event_id and "activity_id" not in report
