@@ -13,7 +13,7 @@ from typing import Any
 
 from kronicle import activity, workflow
 from kronicle.engine.workflow.schema_gen import attributes_field
-from kronicle.worker._eager import MAX_EAGER_PER_COMPLETION
+from kronicle.worker._eager import MAX_CHAIN_BYTES, MAX_EAGER_PER_COMPLETION
 from tests.unit.worker.eager_memory import EagerLoop
 from tests.unit.worker.memory import value
 from tests.unit.worker.workflows import (
@@ -330,3 +330,25 @@ async def test_cancelled_eager_activity_reports_under_the_scheduled_event_id_the
     name, report = loop.sent[-1]
     assert name == "ReportActivityTaskCanceled"
     assert report["scheduled_event_id"] == eager.predicted_scheduled_event_id and "activity_id" not in report
+
+
+@activity.defn(name="compose")
+async def huge_compose(name: str) -> str:
+    return "x" * (MAX_CHAIN_BYTES + 1)
+
+
+async def test_results_too_large_for_a_chain_go_behind_the_completion() -> None:
+    loop = EagerLoop([Greeting], [huge_compose], deliver=False)
+    datum = await first_answer(loop, "Greeting", "World")
+    assert "continuations" not in datum
+    assert [name for name, _ in loop.answers[0].records] == ["CompleteWorkflowTask", "CompleteActivityTask"]
+    assert loop.runner.cached_runs != []  # nothing speculative happened: the run is still the engine's
+
+
+async def test_a_run_that_is_not_cached_is_never_chained() -> None:
+    loop = EagerLoop([Greeting], [compose], deliver=False)
+    loop.runner = loop.make_runner([Greeting], max_cached_workflows=0)
+    datum = await first_answer(loop, "Greeting", "World")
+    assert schedules(datum["commands"])[0]["request_eager_execution"]
+    assert "continuations" not in datum
+    assert [name for name, _ in loop.answers[0].records] == ["CompleteWorkflowTask", "CompleteActivityTask"]
