@@ -378,6 +378,10 @@ class WorkflowTaskRunner:
                 break
             remaining = min(eager.hold, deadline - loop.time())
             if remaining > 0:
+                # Let the attempts take their first step before the hold starts counting: on a busy
+                # loop a pass alone can take most of the hold.
+                await asyncio.sleep(0)
+                remaining = min(eager.hold, deadline - loop.time())
                 await asyncio.wait([e.finished for e in started], timeout=remaining)
             if (
                 len(started) != len(step_wire)  # the step scheduled something that is not eager
