@@ -28,7 +28,7 @@ WorkflowTaskCompleted on) are written at the previous step's time, not at now.
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._state import payload_size
@@ -43,14 +43,13 @@ class Continuations:
     _cfg: Config
     stats: collections.Counter[str]
 
-    # Provided by WorkflowHandler and ActivityResults.
-    def _complete_task(self, tx: Tx, run: Run, v: dict[str, Any]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        # Provided by WorkflowHandler and ActivityResults.
+        def _complete_task(self, tx: Tx, run: Run, v: dict[str, Any]) -> None: ...
 
-    def _complete_attempt(
-        self, tx: Tx, run: Run, act: dict[str, Any], result: list[bytes], started_time_ms: int, identity: str
-    ) -> None:
-        raise NotImplementedError
+        def _complete_attempt(
+            self, tx: Tx, run: Run, act: dict[str, Any], result: list[bytes], started_time_ms: int, identity: str
+        ) -> None: ...
 
     def _apply_continuations(
         self, tx: Tx, run_id: str, steps: list[dict[str, Any]], identity: str, *, stale: bool = False
