@@ -30,7 +30,7 @@ from kronicle.activity import ActivityContext, ActivityDefinition
 from kronicle.converter import DataConverter
 from kronicle.worker._history import ms_to_datetime
 
-__all__ = ["ActivityRunner", "Send"]
+__all__ = ["ActivityRunner", "EagerActivity", "Send"]
 
 _log = logging.getLogger("kronicle.worker")
 
@@ -56,6 +56,74 @@ class _ThreadCancelled(exc.CancelledError):
 AttemptKey = tuple[str, str, int, int]
 
 
+class EagerActivity:
+    """An attempt-1 activity this worker started itself for a completion it has not sent yet.
+
+    Its result (and its heartbeats) must not reach the engine before the completion that
+    schedules it: until :meth:`release`, the result record is kept here, where the completion's
+    sender may :meth:`take` it (into a continuation step, or to send it right behind the completion).
+
+    Args:
+        task: The ``ActivityTask``-shaped datum the attempt runs with (``scheduled_event_id`` 0).
+        predicted_scheduled_event_id: The ``ActivityTaskScheduled`` id the completion will get if the
+            engine accepts it (the engine's activity-cancel replies name the attempt by it).
+        send: Produces a command record.
+    """
+
+    def __init__(self, task: Mapping[str, Any], predicted_scheduled_event_id: int, send: Send) -> None:
+        self.task = task
+        self.predicted_scheduled_event_id = predicted_scheduled_event_id
+        self._send = send
+        self.outcome: tuple[str, dict[str, Any]] | None = None
+        """The attempt's result record, once it ended (and until taken or sent)."""
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done once the attempt has ended (with or without a result)."""
+        self.released = False
+        self._taken = False
+        self._held_heartbeat: Callable[[], None] | None = None
+        self.runner: asyncio.Task[None] | None = None
+        """The asyncio task running the attempt."""
+
+    @property
+    def activity_id(self) -> str:
+        """The activity id from the command."""
+        return str(self.task["activity_id"])
+
+    @property
+    def succeeded(self) -> bool:
+        """The attempt ended with a result (not a failure or a cancellation) that is still here."""
+        return self.outcome is not None and self.outcome[0] == "CompleteActivityTask" and not self._taken
+
+    def take(self) -> tuple[str, dict[str, Any]] | None:
+        """Take the result record (None if the attempt has not ended or the record is gone)."""
+        if self.outcome is None or self._taken:
+            return None
+        self._taken = True
+        return self.outcome
+
+    def release(self) -> None:
+        """The completion has been handed to the producer: send what is held and, from now on, at once."""
+        if self.released:
+            return
+        self.released = True
+        if self._held_heartbeat is not None:
+            flush, self._held_heartbeat = self._held_heartbeat, None
+            flush()
+        self._send_outcome()
+
+    def _deliver(self, name: str, datum: dict[str, Any]) -> None:
+        self.outcome = (name, datum)
+        if not self.finished.done():
+            self.finished.set_result(None)
+        if self.released:
+            self._send_outcome()
+
+    def _send_outcome(self) -> None:
+        record = self.take()
+        if record is not None:
+            self._send(*record)
+
+
 @dataclasses.dataclass
 class _Attempt:
     task: Mapping[str, Any]
@@ -72,11 +140,15 @@ class _Attempt:
     last_sent: float = float("-inf")
     flush: asyncio.TimerHandle | None = None
     sent_details: list[bytes] = dataclasses.field(default_factory=list)
+    eager: EagerActivity | None = None
 
     @property
     def key(self) -> AttemptKey:
         t = self.task
-        return (str(t["workflow_id"]), str(t["run_id"]), int(t["scheduled_event_id"]), int(t["attempt"]))
+        # An eager attempt is named by its activity id on the wire (scheduled_event_id 0); the
+        # engine's replies name it by the scheduled event id the completion gave it.
+        sid = self.eager.predicted_scheduled_event_id if self.eager is not None else int(t["scheduled_event_id"])
+        return (str(t["workflow_id"]), str(t["run_id"]), sid, int(t["attempt"]))
 
 
 class ActivityRunner:
@@ -128,6 +200,10 @@ class ActivityRunner:
         """Attempts in progress."""
         return len(self._running)
 
+    def has_activity(self, activity_type: str) -> bool:
+        """Whether this worker can run ``activity_type`` (registered, or a dynamic activity is)."""
+        return activity_type in self._defs or None in self._defs
+
     def cancel_all(self, reason: str) -> None:
         """Cancel every running attempt (e.g. ``WORKER_SHUTDOWN``)."""
         for attempt in list(self._running.values()):
@@ -144,6 +220,8 @@ class ActivityRunner:
         attempt = self._running.get(key)
         if attempt is None:
             return  # for another worker sharing the topic, or an attempt already over
+        if attempt.eager is not None and not attempt.eager.released:
+            return  # the engine has not seen the completion that schedules it yet: nothing to stop
         if control.get("cancel_requested"):
             self._cancel(attempt, "CANCELLED")
         elif control.get("not_found"):
@@ -166,11 +244,34 @@ class ActivityRunner:
 
     # ------------------------------------------------------------ one attempt
 
-    async def run(self, task: Mapping[str, Any]) -> None:
-        """Run one attempt to its end and send its result."""
+    def start_eager(self, task: Mapping[str, Any], predicted_scheduled_event_id: int) -> EagerActivity:
+        """Start an eager attempt (see :class:`EagerActivity`); its result waits for :meth:`EagerActivity.release`."""
+        eager = EagerActivity(task, predicted_scheduled_event_id, self._send)
+        eager.runner = asyncio.ensure_future(self.run(task, eager=eager))
+        return eager
+
+    async def run(self, task: Mapping[str, Any], *, eager: EagerActivity | None = None) -> None:
+        """Run one attempt to its end and send its result (an eager one's goes to ``eager``)."""
         ref = {k: task[k] for k in ("workflow_id", "run_id", "scheduled_event_id", "attempt")}
+        if eager is not None:
+            ref["activity_id"] = task["activity_id"]
         started_ms = int(time.time() * 1000)
         base = {**ref, "started_time_ms": started_ms, "identity": self._identity}
+        send: Send = self._send if eager is None else eager._deliver
+        try:
+            await self._run(task, base, started_ms, send, eager)
+        finally:
+            if eager is not None and not eager.finished.done():
+                eager.finished.set_result(None)  # ended without a result (timed out, torn down): nothing to wait for
+
+    async def _run(
+        self,
+        task: Mapping[str, Any],
+        base: dict[str, Any],
+        started_ms: int,
+        send: Send,
+        eager: EagerActivity | None,
+    ) -> None:
         defn = self._defs.get(str(task["activity_type"])) or self._defs.get(None)
         if defn is None:
             known = ", ".join(sorted(n for n in self._defs if n)) or "none"
@@ -179,7 +280,7 @@ class ActivityRunner:
                 "add it to Worker(activities=[...])",
                 type="NotFoundError",
             )
-            await self._fail(base, error, [])
+            await self._fail(send, base, error, [])
             return
         loop = asyncio.get_running_loop()
         hb_timeout = int(task.get("heartbeat_timeout_ms") or 0) / 1000
@@ -192,12 +293,13 @@ class ActivityRunner:
             is_async=defn.is_async,
             no_thread_cancel_exception=defn.no_thread_cancel_exception,
             sent_details=list(task.get("heartbeat_details") or []),
+            eager=eager,
         )
         try:
             args = await self._dc.from_payloads(_wire.payloads_from_bytes(task.get("input") or []), defn.arg_types)
             previous = await self._dc.from_payloads(_wire.payloads_from_bytes(task.get("heartbeat_details") or []))
         except Exception as err:  # noqa: BLE001 - undecodable input fails the attempt, not the worker
-            await self._fail(base, err, [])
+            await self._fail(send, base, err, [])
             return
         attempt.ctx = ActivityContext(
             info=self._info(task, previous, started_ms),
@@ -215,14 +317,14 @@ class ActivityRunner:
                 self._send_heartbeat(attempt, attempt.sent_details)
             result = await self._call(loop, defn, attempt, args)
         except BaseException as err:  # every outcome is reported (or deliberately not)
-            await self._on_error(base, attempt, err)
+            await self._on_error(send, base, attempt, err)
             if isinstance(err, asyncio.CancelledError) and attempt.reason is None:
                 raise  # the worker itself is being torn down
         else:
             if attempt.reason in ("NOT_FOUND", "TIMED_OUT"):
                 return
             payloads = await self._dc.to_payloads([result])
-            self._send("CompleteActivityTask", {**base, "result": _wire.payloads_to_bytes(payloads)})
+            send("CompleteActivityTask", {**base, "result": _wire.payloads_to_bytes(payloads)})
         finally:
             if timeout_handle is not None:
                 timeout_handle.cancel()
@@ -259,25 +361,29 @@ class ActivityRunner:
         context = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, context.run, call_sync)
 
-    async def _on_error(self, base: dict[str, Any], attempt: _Attempt, err: BaseException) -> None:
+    async def _on_error(self, send: Send, base: dict[str, Any], attempt: _Attempt, err: BaseException) -> None:
         cancelled = isinstance(err, (asyncio.CancelledError, exc.CancelledError))
         if attempt.reason == "CANCELLED" and cancelled:
-            self._send("ReportActivityTaskCanceled", {**base, "details": attempt.sent_details})
+            ref = base
+            if attempt.eager is not None:
+                # ReportActivityTaskCanceled has no activity id; the engine's cancel request named this
+                # attempt by the scheduled event id the worker predicted, so that id is confirmed.
+                ref = {k: v for k, v in base.items() if k != "activity_id"}
+                ref["scheduled_event_id"] = attempt.eager.predicted_scheduled_event_id
+            send("ReportActivityTaskCanceled", {**ref, "details": attempt.sent_details})
         elif attempt.reason in ("NOT_FOUND", "TIMED_OUT"):
             return  # the engine has already decided this attempt's fate
         elif attempt.reason == "WORKER_SHUTDOWN":
             error = exc.ApplicationError("Worker shutting down before the activity finished", type="WorkerShutdown")
-            await self._fail(base, error, attempt.sent_details)
+            await self._fail(send, base, error, attempt.sent_details)
         elif isinstance(err, asyncio.CancelledError):
             return  # torn down without a reason: the engine's timeout retries it
         elif isinstance(err, Exception):
-            await self._fail(base, err, attempt.sent_details)
+            await self._fail(send, base, err, attempt.sent_details)
 
-    async def _fail(self, base: dict[str, Any], error: BaseException, details: list[bytes]) -> None:
+    async def _fail(self, send: Send, base: dict[str, Any], error: BaseException, details: list[bytes]) -> None:
         failure = await self._dc.encode_failure(error)
-        self._send(
-            "FailActivityTask", {**base, "failure": _wire.failure_to_wire(failure), "last_heartbeat_details": details}
-        )
+        send("FailActivityTask", {**base, "failure": _wire.failure_to_wire(failure), "last_heartbeat_details": details})
 
     def _info(self, task: Mapping[str, Any], previous: list[Any], started_ms: int) -> activity.Info:
         def td(key: str) -> timedelta | None:
@@ -341,7 +447,20 @@ class ActivityRunner:
     def _send_heartbeat(self, attempt: _Attempt, details: list[bytes]) -> None:
         attempt.sent_details = details
         attempt.last_sent = asyncio.get_running_loop().time()
+        eager = attempt.eager
+        if eager is not None and not eager.released:
+            # The engine must not hear of the attempt before the completion that schedules it:
+            # keep the latest details and send them once that completion is on its way.
+            eager._held_heartbeat = functools.partial(self._send_heartbeat_now, attempt, details)
+            return
+        self._send_heartbeat_now(attempt, details)
+
+    def _send_heartbeat_now(self, attempt: _Attempt, details: list[bytes]) -> None:
+        if attempt.key not in self._running:
+            return  # ended while its heartbeat was held: the result says everything
         ref = {k: attempt.task[k] for k in ("workflow_id", "run_id", "scheduled_event_id", "attempt")}
+        if attempt.eager is not None:
+            ref["activity_id"] = attempt.task["activity_id"]
         self._send(
             "HeartbeatActivityTask",
             {

@@ -30,8 +30,16 @@ async def commands_to_wire(
     run: RunHistory,
     scheduled_event_id: int,
     data_converter: DataConverter,
+    predicted: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``WorkerCommand`` datums of a live completion's commands, payloads codec-encoded.
+
+    Args:
+        commands: The completion's commands.
+        run: The run (for scheduled event ids of activities and children in its history).
+        scheduled_event_id: The task's ``WorkflowTaskScheduled`` id (event ids are predicted from it).
+        data_converter: Converter and codec.
+        predicted: Filled with ``activity seq -> ActivityTaskScheduled id`` this completion will write.
 
     Raises:
         UnsupportedCommandError: A command the engine has no counterpart for yet.
@@ -55,7 +63,8 @@ async def commands_to_wire(
     out: list[dict[str, Any]] = []
     # Events of this completion start after WorkflowTaskStarted (S+1) and WorkflowTaskCompleted (S+2).
     next_event = scheduled_event_id + 3
-    predicted: dict[int, int] = {}
+    if predicted is None:
+        predicted = {}
     children_now: dict[int, str] = {}
     for c in commands:
         match c:

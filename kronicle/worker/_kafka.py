@@ -169,6 +169,20 @@ class TaskConsumer:
             self._free += 1
             self._room.set()
 
+    def try_acquire(self) -> bool:
+        """Take a slot for work that did not come from this consumer (give it back with :meth:`release`)."""
+        with self._free_lock:
+            if self._free <= 0:
+                return False
+            self._free -= 1
+            if self._free <= 0:
+                self._room.clear()
+            return True
+
+    def release(self) -> None:
+        """Give back a slot taken with :meth:`try_acquire`."""
+        self._release()
+
     async def _handle(self, msg: Message) -> None:
         try:
             await self._handler(msg)

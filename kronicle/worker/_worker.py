@@ -37,7 +37,8 @@ from confluent_kafka.cimpl import NewTopic
 from kronicle.converter import DataConverter
 from kronicle.schemas import SchemaRegistry, default_registry
 from kronicle.topics import NamespaceTopics, TopicError, ensure_task_queue_topics
-from kronicle.worker._activities import ActivityRunner
+from kronicle.worker._activities import ActivityRunner, EagerActivity
+from kronicle.worker._eager import EagerActivities
 from kronicle.worker._kafka import CommandProducer, TaskConsumer
 from kronicle.worker._workflow_instance import DEFAULT_DEADLOCK_TIMEOUT
 from kronicle.worker._workflow_tasks import WorkflowTaskRunner
@@ -99,6 +100,10 @@ class Worker:
             before cancelling them.
         deadlock_timeout: How long workflow code may run without yielding (None: no limit).
         kafka_config: Extra confluent-kafka settings for every consumer and producer.
+        disable_eager_activity_execution: Never run an activity a completion schedules here
+            without waiting for the engine to dispatch it (Temporal's option; see docs/worker.md).
+        eager_activity_hold: How long a completion waits for its eager activities to end, so their
+            results and the workflow's next steps travel with it (0: send it at once).
     """
 
     def __init__(
@@ -116,6 +121,8 @@ class Worker:
         graceful_shutdown_timeout: timedelta = timedelta(0),
         deadlock_timeout: timedelta | None = DEFAULT_DEADLOCK_TIMEOUT,
         kafka_config: dict[str, Any] | None = None,
+        disable_eager_activity_execution: bool = False,
+        eager_activity_hold: timedelta = timedelta(milliseconds=20),
     ) -> None:
         if not workflows and not activities:
             raise ValueError("a Worker needs at least one workflow or activity")
@@ -137,19 +144,11 @@ class Worker:
         self._wf_slots = max_concurrent_workflow_tasks
         self._act_slots = max_concurrent_activities
         self._workflows = list(workflows)
+        if eager_activity_hold < timedelta(0):
+            raise ValueError("eager_activity_hold must not be negative")
         # Workflow code runs between awaits without yielding; off the loop it cannot stall polling.
         self._workflow_threads = ThreadPoolExecutor(
             max_workers=max(1, min(4, max_concurrent_workflow_tasks)), thread_name_prefix="kronicle-workflow"
-        )
-        self._runner = WorkflowTaskRunner(
-            workflows=workflows,
-            namespace=self._namespace,
-            identity=self._identity,
-            data_converter=self._dc,
-            fetch_history=client.fetch_history_events,
-            max_cached_workflows=max_cached_workflows,
-            deadlock_timeout=deadlock_timeout,
-            executor=self._workflow_threads,
         )
         self._activities = ActivityRunner(
             activities=activities,
@@ -159,6 +158,28 @@ class Worker:
             identity=self._identity,
             reply_to=self.control_topic,
             send=self._send,
+        )
+        self._eager_running: set[asyncio.Task[None]] = set()
+        eager = None
+        if workflows and activities and not disable_eager_activity_execution:
+            eager = EagerActivities(
+                task_queue=task_queue,
+                activities=self._activities,
+                acquire_slot=self._acquire_activity_slot,
+                release_slot=self._release_activity_slot,
+                hold=eager_activity_hold,
+                on_start=self._track_eager,
+            )
+        self._runner = WorkflowTaskRunner(
+            workflows=workflows,
+            namespace=self._namespace,
+            identity=self._identity,
+            data_converter=self._dc,
+            fetch_history=client.fetch_history_events,
+            max_cached_workflows=max_cached_workflows,
+            deadlock_timeout=deadlock_timeout,
+            executor=self._workflow_threads,
+            eager=eager,
         )
         self._has_activities = bool(activities)
         self._state = _State.NEW
@@ -184,6 +205,11 @@ class Worker:
     def is_running(self) -> bool:
         """Whether the worker is polling."""
         return self._state is _State.RUNNING
+
+    @property
+    def eager_activity_execution(self) -> bool:
+        """Whether completions may run their activities here eagerly (see ``disable_eager_activity_execution``)."""
+        return self._runner.eager is not None
 
     @property
     def workflow_task_stats(self) -> dict[str, int]:
@@ -339,8 +365,11 @@ class Worker:
             if self._wf_consumer is not None and self._wf_consumer.in_flight:
                 # Workflow tasks are short; finishing them saves the engine a task timeout.
                 await asyncio.wait(list(self._wf_consumer.in_flight), timeout=10)
-            if self._act_consumer is not None and self._act_consumer.in_flight:
-                running = list(self._act_consumer.in_flight)
+            running_now = set(self._eager_running)
+            if self._act_consumer is not None:
+                running_now |= self._act_consumer.in_flight
+            if running_now:
+                running = list(running_now)
                 pending: set[asyncio.Task[None]] = set(running)
                 if self._graceful > 0:
                     _, pending = await asyncio.wait(running, timeout=self._graceful)
@@ -381,6 +410,20 @@ class Worker:
         result: dict[str, Any] = datum
         return result
 
+    def _acquire_activity_slot(self) -> bool:
+        if self._state is not _State.RUNNING or self._act_consumer is None:
+            return False
+        return self._act_consumer.try_acquire()
+
+    def _release_activity_slot(self) -> None:
+        if self._act_consumer is not None:
+            self._act_consumer.release()
+
+    def _track_eager(self, eager: EagerActivity) -> None:
+        assert eager.runner is not None
+        self._eager_running.add(eager.runner)
+        eager.runner.add_done_callback(self._eager_running.discard)
+
     async def _on_workflow_task(self, msg: Message) -> None:
         task = self._decode(msg, "WorkflowTask", "QueryTask")
         if task is None:
@@ -391,9 +434,12 @@ class Worker:
             value = self._registry.encode(_SCHEMA_NS + "QueryResult", reply)
             self._producer.produce(str(task["reply_to"]), str(task["workflow_id"]).encode(), value)
             return
-        answer = await self._runner.handle(task)
+        answer = await self._runner.answer(task)
         if answer is not None:
-            self._send(*answer)
+            # One pass of the loop: the completion and the eager results behind it leave in one batch.
+            for record in answer.records:
+                self._send(*record)
+            answer.sent()
 
     async def _on_activity_task(self, msg: Message) -> None:
         task = self._decode(msg, "ActivityTask")

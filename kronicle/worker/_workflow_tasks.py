@@ -10,12 +10,18 @@ is exactly the next event the cached run expects continues it incrementally
 (the task carries only the new events). Anything else (a miss, a run whose
 last task failed or was lost, a task the engine retried) starts a fresh
 instance from the full history (``fetch_history``) and replays it.
+
+With eager activities (:mod:`kronicle.worker._eager`), :meth:`WorkflowTaskRunner.answer`
+may start activities itself, hold the completion for them, and chain the next
+workflow tasks into it as continuation steps; its :class:`Answer` then also
+carries the results to send right behind the completion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,14 +32,24 @@ from typing import Any
 from kronicle import _wire
 from kronicle import exceptions as exc
 from kronicle.converter import DataConverter
+from kronicle.engine.workflow.schema_gen import attributes_field
 from kronicle.worker import _activation as act
+from kronicle.worker._activities import EagerActivity
 from kronicle.worker._commands import commands_to_wire
+from kronicle.worker._eager import (
+    MAX_CHAIN_BYTES,
+    MAX_CHAIN_STEPS,
+    MAX_EAGER_PER_COMPLETION,
+    EagerActivities,
+    approx_size,
+    speculative_events,
+)
 from kronicle.worker._history import RunHistory, UnsupportedCommandError, WorkflowTaskFailedError
 from kronicle.worker._inline import InlinePolicy
 from kronicle.worker._workflow_instance import DEFAULT_DEADLOCK_TIMEOUT, WorkflowInstance
 from kronicle.workflow._definition import WorkflowDefinition
 
-__all__ = ["FetchHistory", "WorkflowTaskRunner"]
+__all__ = ["Answer", "FetchHistory", "WorkflowTaskRunner"]
 
 _log = logging.getLogger("kronicle.worker")
 
@@ -41,6 +57,23 @@ FetchHistory = Callable[[str, str], Awaitable[list[dict[str, Any]]]]
 """``(workflow_id, run_id) -> events`` of the run, in order."""
 
 _TERMINAL = (act.CompleteWorkflow, act.FailWorkflow, act.CancelWorkflowExecution, act.ContinueAsNew)
+_DEFAULT_TASK_TIMEOUT_MS = 10_000
+_SCHEDULE = attributes_field("ScheduleActivityTask", "command")
+
+
+@dataclasses.dataclass
+class Answer:
+    """What to send for one workflow task, in order, then :meth:`sent` once it is handed to the producer."""
+
+    records: list[tuple[str, dict[str, Any]]]
+    """``(schema short name, datum)``: the completion first, then eager results that ended within the hold."""
+    eager: list[EagerActivity] = dataclasses.field(default_factory=list)
+    """Activities started for this completion; their later results wait for :meth:`sent`."""
+
+    def sent(self) -> None:
+        """The records are with the producer: eager activities may now report (and heartbeat) on their own."""
+        for eager in self.eager:
+            eager.release()
 
 
 class WorkflowTaskRunner:
@@ -60,6 +93,7 @@ class WorkflowTaskRunner:
         executor: Threads to run activations on (None: the event loop's thread).
         inline_activations: With an executor and a deadlock timeout, let workflow types whose live
             activations prove cheap run them on the event loop's thread (see :mod:`kronicle.worker._inline`).
+        eager: Runs activities of this worker's completions eagerly (None: never).
     """
 
     def __init__(
@@ -76,6 +110,7 @@ class WorkflowTaskRunner:
         clock: Callable[[], datetime] | None = None,
         executor: Executor | None = None,
         inline_activations: bool = True,
+        eager: EagerActivities | None = None,
     ) -> None:
         self._definitions = {}
         for cls in workflows:
@@ -90,6 +125,7 @@ class WorkflowTaskRunner:
         self._history_wait = history_wait.total_seconds()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._executor = executor
+        self._eager = eager
         # Without the deadlock detector nothing would ever free a loop that workflow code blocked.
         inline = inline_activations and executor is not None and deadlock_timeout is not None
         self._inline: dict[str | None, InlinePolicy] | None = {} if inline else None
@@ -102,6 +138,11 @@ class WorkflowTaskRunner:
     def workflow_types(self) -> list[str]:
         """Names of the registered workflow types."""
         return sorted(name or "<dynamic>" for name in self._definitions)
+
+    @property
+    def eager(self) -> EagerActivities | None:
+        """How this runner starts activities eagerly (None: it does not)."""
+        return self._eager
 
     @property
     def cached_runs(self) -> list[str]:
@@ -120,11 +161,26 @@ class WorkflowTaskRunner:
             self.evict(run_id)
 
     async def handle(self, task: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
-        """Answer one workflow task.
+        """Answer one workflow task (for a runner without eager activities: the answer is one record).
 
         Returns:
             ``(schema short name, datum)`` to send to the commands topic, or None if the task is stale
             (history has moved past it) and must be dropped.
+        """
+        answer = await self.answer(task)
+        if answer is None:
+            return None
+        if len(answer.records) > 1:
+            raise RuntimeError("this runner runs activities eagerly: use answer(), which returns every record")
+        answer.sent()
+        return answer.records[0]
+
+    async def answer(self, task: Mapping[str, Any]) -> Answer | None:
+        """Answer one workflow task.
+
+        Returns:
+            The records to send to the commands topic (call :meth:`Answer.sent` once they are with
+            the producer), or None if the task is stale (history has moved past it) and must be dropped.
         """
         lock = self._locks.setdefault(str(task["workflow_id"]), asyncio.Lock())
         async with lock:
@@ -198,7 +254,7 @@ class WorkflowTaskRunner:
                 run.instance.dispose()
         return reply
 
-    async def _handle(self, task: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    async def _handle(self, task: Mapping[str, Any]) -> Answer | None:
         run_id = str(task["run_id"])
         scheduled = int(task["scheduled_event_id"])
         now = self._clock()
@@ -226,7 +282,7 @@ class WorkflowTaskRunner:
                     f"{', '.join(self.workflow_types) or 'none'}); add it to Worker(workflows=[...])",
                     type="NotFoundError",
                 )
-                return await self._fail(task, now, error, "WORKFLOW_TASK_FAILED")
+                return Answer([await self._fail(task, now, error, "WORKFLOW_TASK_FAILED")])
             run = RunHistory(
                 WorkflowInstance(  # type: ignore[abstract]  # asyncio's I/O methods stay unimplemented on purpose
                     defn,
@@ -253,32 +309,163 @@ class WorkflowTaskRunner:
             completion = await run.activate_live(scheduled, now, task.get("updates") or ())
             if completion.failure is not None:
                 raise WorkflowTaskFailedError(completion.failure)
+            predicted: dict[int, int] = {}
             commands = await commands_to_wire(
-                completion.commands, run=run, scheduled_event_id=scheduled, data_converter=self._dc
+                completion.commands,
+                run=run,
+                scheduled_event_id=scheduled,
+                data_converter=self._dc,
+                predicted=predicted,
             )
         except exc.NondeterminismError as err:
             self.stats["nondeterminism"] += 1
             self.evict(run_id)
             _log.warning("Workflow %s run %s: %s", task["workflow_id"], run_id, err)
-            return await self._fail(task, now, err, "NON_DETERMINISTIC_ERROR")
+            return Answer([await self._fail(task, now, err, "NON_DETERMINISTIC_ERROR")])
         except WorkflowTaskFailedError as err:
             self.stats["task_failed"] += 1
             self.evict(run_id)
             _log.warning("Workflow %s run %s failed its workflow task: %s", task["workflow_id"], run_id, err)
-            return await self._fail(task, now, None, err.cause, failure=err.failure)
+            return Answer([await self._fail(task, now, None, err.cause, failure=err.failure)])
         except (UnsupportedCommandError, ValueError) as err:
             self.stats["task_failed"] += 1
             self.evict(run_id)
-            return await self._fail(task, now, err, "WORKFLOW_TASK_FAILED")
-        if any(isinstance(c, _TERMINAL) for c in completion.commands):
+            return Answer([await self._fail(task, now, err, "WORKFLOW_TASK_FAILED")])
+        closing = any(isinstance(c, _TERMINAL) for c in completion.commands)
+        if closing:
             self.evict(run_id)  # nothing more will come for this run
         self.stats["completed"] += 1
-        return "CompleteWorkflowTask", {
+        datum: dict[str, Any] = {
             **self._ref(task),
             "started_time_ms": run.started_time_ms(now),
             "identity": self._identity,
             "commands": commands,
         }
+        answer = Answer([("CompleteWorkflowTask", datum)])
+        if self._eager is not None and not closing:
+            await self._chain(task, run, completion.commands, commands, predicted, answer)
+        return answer
+
+    async def _chain(
+        self,
+        task: Mapping[str, Any],
+        run: RunHistory,
+        step_commands: Sequence[act.Command],
+        step_wire: list[dict[str, Any]],
+        predicted: dict[int, int],
+        answer: Answer,
+    ) -> None:
+        """Start the completion's eager activities, hold it for them, and chain the next tasks onto it.
+
+        Every step the cached run takes here is one the engine will write if it accepts the chain.
+        A speculative activation that fails leaves a run the engine will never have, so the run is
+        evicted (its next task replays from history) and the chain ends before that step.
+        """
+        eager = self._eager
+        assert eager is not None
+        loop = asyncio.get_running_loop()
+        datum = answer.records[0][1]
+        task_timeout_ms = int(task.get("start_to_close_timeout_ms") or 0) or _DEFAULT_TASK_TIMEOUT_MS
+        deadline = loop.time() + task_timeout_ms / 2000  # never let the chain itself time the task out
+        scheduled = int(task["scheduled_event_id"])
+        started_ms = int(datum["started_time_ms"])
+        continuations: list[dict[str, Any]] = []
+        size = approx_size(step_wire)
+        while True:
+            started = self._start_eager(task, step_commands, step_wire, predicted)
+            answer.eager.extend(started)
+            if not started:
+                break
+            remaining = min(eager.hold, deadline - loop.time())
+            if remaining > 0:
+                # Let the attempts take their first step before the hold starts counting: on a busy
+                # loop a pass alone can take most of the hold.
+                await asyncio.sleep(0)
+                remaining = min(eager.hold, deadline - loop.time())
+                await asyncio.wait([e.finished for e in started], timeout=remaining)
+            if (
+                len(started) != len(step_wire)  # the step scheduled something that is not eager
+                or not all(e.succeeded for e in started)
+                or self._cache.get(run.run_id) is not run
+                or len(continuations) >= MAX_CHAIN_STEPS
+                or loop.time() >= deadline
+            ):
+                break
+            results = [(e.predicted_scheduled_event_id, e.outcome[1]) for e in started if e.outcome is not None]
+            results_size = approx_size([r for _, r in results])
+            if size + results_size > MAX_CHAIN_BYTES:
+                break
+            events = speculative_events(scheduled, started_ms, step_wire, results)
+            next_scheduled = int(events[-1]["event_id"])
+            now = self._clock()
+            next_predicted: dict[int, int] = {}
+            try:
+                await run.advance(events)
+                completion = await run.activate_live(next_scheduled, now)
+                if completion.failure is not None:
+                    raise WorkflowTaskFailedError(completion.failure)
+                wire = await commands_to_wire(
+                    completion.commands,
+                    run=run,
+                    scheduled_event_id=next_scheduled,
+                    data_converter=self._dc,
+                    predicted=next_predicted,
+                )
+            except Exception as err:  # noqa: BLE001 - the engine runs this task normally and the worker replays it
+                self.stats["eager_step_abandoned"] += 1
+                self.evict(run.run_id)
+                _log.debug("Workflow %s: speculative step not sent: %s", task["workflow_id"], err)
+                break
+            started_ms = run.started_time_ms(now)
+            for e in started:
+                e.take()
+            continuations.append(
+                {
+                    "activity_results": [
+                        {"activity_id": e.activity_id, "started_time_ms": r["started_time_ms"], "result": r["result"]}
+                        for e, (_, r) in zip(started, results, strict=True)
+                    ],
+                    "started_time_ms": started_ms,
+                    "commands": wire,
+                }
+            )
+            self.stats["eager_step"] += 1
+            size += results_size + approx_size(wire)
+            if any(isinstance(c, _TERMINAL) for c in completion.commands):
+                self.evict(run.run_id)
+                break
+            scheduled, step_commands, step_wire, predicted = next_scheduled, completion.commands, wire, next_predicted
+        if continuations:
+            datum["continuations"] = continuations
+        # Results that ended within the hold go right behind the completion, in the same batch.
+        for e in answer.eager:
+            record = e.take()
+            if record is not None:
+                answer.records.append(record)
+
+    def _start_eager(
+        self,
+        task: Mapping[str, Any],
+        commands: Sequence[act.Command],
+        wire: list[dict[str, Any]],
+        predicted: Mapping[int, int],
+    ) -> list[EagerActivity]:
+        """Start the eligible ScheduleActivity commands of a step here (marking them eager)."""
+        assert self._eager is not None
+        started: list[EagerActivity] = []
+        by_id = {str(w[_SCHEDULE]["activity_id"]): w for w in wire if w["command_type"] == "ScheduleActivityTask"}
+        for c in commands:
+            if not isinstance(c, act.ScheduleActivity):
+                continue
+            if len(started) >= MAX_EAGER_PER_COMPLETION:
+                break
+            command = by_id.get(c.activity_id)
+            if command is None or c.seq not in predicted:
+                continue
+            eager = self._eager.try_start(task, command, predicted[c.seq])
+            if eager is not None:
+                started.append(eager)
+        return started
 
     def _inline_policy(self, name: str | None) -> InlinePolicy | None:
         if self._inline is None:

@@ -257,16 +257,36 @@ class Api:
     # -- commands -----------------------------------------------------------------
 
     async def start(self, request: web.Request) -> web.Response:
-        """POST /api/v1/namespaces/{ns}/workflows."""
+        """POST /api/v1/namespaces/{ns}/workflows[?wait=SECONDS]."""
         self.namespace_of(request)
+        wait = query_wait(request)
         body = await read_body(request)
         workflow_id = req_str(body, "workflow_id")
         fields = self._start_fields(body, workflow_id)
         self.check_size(fields["input"], fields["memo"], fields["search_attributes"])
         self.ready()
         await self._ensure_queue(fields["task_queue"])
-        outcome = await self._send("kronicle.workflow.StartWorkflow", workflow_id, fields, fields["request_id"])
-        return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")}, status=201)
+        if not wait:
+            outcome = await self._send("kronicle.workflow.StartWorkflow", workflow_id, fields, fields["request_id"])
+            return web.json_response({"workflow_id": workflow_id, "run_id": outcome.get("run_id", "")}, status=201)
+        # Start and result in one request (what execute_workflow does): half the HTTP work of a
+        # short workflow on both sides. The close watch is registered before the start is sent, so
+        # a run that closes at once is not missed, and a run that has not closed yet (the usual
+        # case right after its start) is not read until a close wakes the wait.
+        with self.engine.watch_change(workflow_id, closed_only=True) as closed:
+            outcome = await self._send("kronicle.workflow.StartWorkflow", workflow_id, fields, fields["request_id"])
+            run_id = str(outcome.get("run_id", ""))
+            deadline = time.monotonic() + wait
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(_RESULT_RECHECK_S, wait)):
+                    await closed.wait()
+        try:
+            answer = self._result_json(workflow_id, await self._closed_run(workflow_id, run_id, deadline))
+        except ApiError:
+            # The start stands: a partition restoring (or the run already removed) is for the result
+            # long poll to report, not a reason to fail a start that succeeded.
+            answer = {"workflow_id": workflow_id, "run_id": run_id, "closed": False}
+        return web.json_response(answer, status=201)
 
     async def signal_with_start(self, request: web.Request) -> web.Response:
         """POST /api/v1/namespaces/{ns}/workflows/{workflow_id}/signal-with-start/{signal_name}."""
@@ -409,16 +429,20 @@ class Api:
         run_id = query_str(request, "run_id")
         wait = query_wait(request)
         run = await self._closed_run(workflow_id, run_id, time.monotonic() + wait)
+        return web.json_response(self._result_json(workflow_id, run))
+
+    def _result_json(self, workflow_id: str, run: dict[str, Any]) -> dict[str, Any]:
+        """The Result body of a run's state: its status and, once closed, its closing event's outcome."""
         run_id = run["run_id"]
         out: dict[str, Any] = {"workflow_id": workflow_id, "run_id": run_id, "status": run["status"]}
         if run["status"] == "RUNNING":
             out["closed"] = False
-            return web.json_response(out)
+            return out
         out["closed"] = True
         last = self.history_page(workflow_id, run_id, run["next_event_id"] - 1, 1)
         if last:
             out.update(closing_event_json(last[0]))
-        return web.json_response(out)
+        return out
 
     async def _closed_run(self, workflow_id: str, run_id: str, deadline: float) -> dict[str, Any]:
         """The run's state once it is closed, or still running at ``deadline``.

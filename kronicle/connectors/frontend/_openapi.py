@@ -359,9 +359,24 @@ _PATHS: dict[str, Any] = {
         "parameters": [_NS],
         "post": {
             "operationId": "startWorkflow",
-            "summary": "Start a workflow; answers after the engine applied the start.",
+            "summary": "Start a workflow; answers after the engine applied the start. With `wait`, also waits"
+            " up to that many seconds for the started run to close and answers as Result does (`closed`"
+            " says whether it did; if not, long-poll Result with the run id).",
+            "parameters": [
+                _query(
+                    "wait",
+                    _WAIT["schema"],
+                    "Seconds (0-60, or true = 60) to wait for the run to close; 0 or absent: answer at once.",
+                )
+            ],
             "requestBody": _body("StartWorkflowRequest"),
-            "responses": {"201": _json(_ref("Execution"), "started"), **_errors(*_COMMAND_ERRORS, 409)},
+            "responses": {
+                "201": _json(
+                    {"oneOf": [_ref("Execution"), _ref("Result")]},
+                    "started (with `wait`: the Result body, or `closed: false` if the run did not close in time)",
+                ),
+                **_errors(*_COMMAND_ERRORS, 409),
+            },
         },
         "get": {
             "operationId": "listWorkflows",

@@ -2,7 +2,10 @@
 
 A retry is not a history event. Each attempt is dispatched as an ActivityTask
 record; when an attempt fails and the RetryPolicy allows another, the next one
-is dispatched after a backoff timer. Only when the activity ends (completed,
+is dispatched after a backoff timer. An activity scheduled with
+``request_eager_execution`` has no ActivityTask for attempt 1: the worker that
+completed the workflow task runs it (see ``docs/history.md``); its retries are
+dispatched as usual. Only when the activity ends (completed,
 failed for good, timed out, cancelled) are ActivityTaskStarted (with the last
 attempt's number and the failure of the attempt before it) and the closing
 event written, as Temporal does.
@@ -19,6 +22,7 @@ __all__ = [
     "close_activity",
     "dispatch_attempt",
     "fail_attempt",
+    "find_activity",
     "normalize_retry_policy",
     "oversize_failure",
     "retry_delay",
@@ -102,8 +106,23 @@ def retry_delay(act: dict[str, Any], failure: dict[str, Any] | None, now: int) -
     return backoff, "IN_PROGRESS"
 
 
+def find_activity(run: Run, activity_id: str) -> dict[str, Any] | None:
+    """The run's pending activity with ``activity_id`` (ids are unique among pending activities), or None."""
+    if not activity_id:
+        return None
+    for act in run["activities"].values():
+        if act["activity_id"] == activity_id:
+            found: dict[str, Any] = act
+            return found
+    return None
+
+
 def schedule_activity(tx: Tx, run: Run, attrs: dict[str, Any], completed_event_id: int) -> None:
     """Apply a ScheduleActivityTask command: ActivityTaskScheduled, then dispatch attempt 1.
+
+    With ``request_eager_execution`` attempt 1 is started without an ActivityTask
+    (the completing worker runs it): it is DISPATCHED with its start-to-close and
+    heartbeat timeouts armed from now, and no schedule-to-start timeout.
 
     Raises:
         BadCommand: the attributes are invalid or the activity id is already pending.
@@ -172,16 +191,21 @@ def schedule_activity(tx: Tx, run: Run, attrs: dict[str, Any], completed_event_i
     run["activities"][str(sid)] = act
     if s2c:
         tx.timer(run, "act_s2c", str(sid), tx.now + s2c, attempt=0)
-    dispatch_attempt(tx, run, act)
+    if attrs.get("request_eager_execution"):
+        act["eager"] = True
+        dispatch_attempt(tx, run, act, eager=True)
+    else:
+        dispatch_attempt(tx, run, act)
 
 
-def dispatch_attempt(tx: Tx, run: Run, act: dict[str, Any]) -> None:
+def dispatch_attempt(tx: Tx, run: Run, act: dict[str, Any], *, eager: bool = False) -> None:
     """Send the current attempt to the activity task queue and arm its timeouts.
 
     The engine learns that an attempt started only from its first heartbeat or
     its end, so start-to-close and heartbeat timeouts run from dispatch (the
     queueing delay counts against them) and schedule-to-start is disarmed by
-    the first heartbeat.
+    the first heartbeat. An ``eager`` attempt is already running on the worker
+    that asked for it: nothing is sent and there is no schedule-to-start timeout.
     """
     sid = str(act["scheduled_event_id"])
     act["state"] = "DISPATCHED"
@@ -190,10 +214,12 @@ def dispatch_attempt(tx: Tx, run: Run, act: dict[str, Any]) -> None:
     act["reply_to"] = None
     attempt = act["attempt"]
     tx.timer(run, "act_stc", sid, tx.now + act["stc"], attempt=attempt)
-    if act["s2s"]:
+    if act["s2s"] and not eager:
         tx.timer(run, "act_s2s", sid, tx.now + act["s2s"], attempt=attempt)
     if act["hb"]:
         tx.timer(run, "act_hb", sid, tx.now + act["hb"], attempt=attempt)
+    if eager:
+        return
     task = {
         "workflow_id": run["workflow_id"],
         "run_id": run["run_id"],
@@ -231,8 +257,13 @@ def close_activity(
     *,
     started: bool = True,
     identity: str = "",
+    schedule: bool = True,
 ) -> None:
-    """End the activity: ActivityTaskStarted (unless it never started) and the closing event."""
+    """End the activity: ActivityTaskStarted (unless it never started) and the closing event.
+
+    Then a workflow task is scheduled, unless ``schedule`` is false (a
+    continuation step schedules its own, see ``_continuations.py``).
+    """
     sid = str(act["scheduled_event_id"])
     _disarm_attempt(tx, run, act)
     tx.cancel_timer(run, "act_s2c", sid)
@@ -250,11 +281,12 @@ def close_activity(
                 "attempt": max(ran_attempt, 1),
                 "last_failure": last_failure,
             },
-            min(max(start_time, act["attempt_time"]), tx.now),
+            min(max(start_time, act["attempt_time"]), tx.event_now),
         )
         attrs = {**attrs, "started_event_id": -1}
     tx.append(run, event_type, {"scheduled_event_id": act["scheduled_event_id"], **attrs})
-    tx.ensure_workflow_task(run)
+    if schedule:
+        tx.ensure_workflow_task(run)
 
 
 def fail_attempt(
@@ -318,7 +350,12 @@ def timeout_attempt(tx: Tx, run: Run, act: dict[str, Any], timeout_type: str) ->
 
 
 def reply_control(tx: Tx, topic: str, ref: dict[str, Any], *, cancel_requested: bool, not_found: bool) -> None:
-    """Answer a heartbeat on the worker's reply topic."""
+    """Answer a heartbeat on the worker's reply topic.
+
+    ``ref`` names the attempt: the heartbeat itself, or the activity it resolved
+    to (so a heartbeat sent by activity id is answered with the attempt's
+    scheduled event id).
+    """
     value = {
         "workflow_id": ref["workflow_id"],
         "run_id": ref["run_id"],

@@ -3,6 +3,8 @@
 A mixin of :class:`~kronicle.engine.workflow.WorkflowHandler`. A result must name
 the current, dispatched attempt of an activity of an open run; anything else
 (a duplicate, a result that lost a race with a timeout) is ignored and counted.
+A result with ``scheduled_event_id`` 0 (from an eager attempt, whose worker does
+not know the id yet) names the activity by ``activity_id`` instead.
 Worker data over the payload limit never reaches history: an oversize result,
 failure or heartbeat fails the activity for good, as Temporal does.
 """
@@ -32,7 +34,8 @@ class ActivityResults:
         run = tx.load(v.get("run_id") or "")
         if run is None or run["status"] != "RUNNING":
             return None
-        act = run["activities"].get(str(v["scheduled_event_id"]))
+        sid = v["scheduled_event_id"]
+        act = run["activities"].get(str(sid)) if sid else acts.find_activity(run, v.get("activity_id") or "")
         if act is None or act["attempt"] != v["attempt"] or act["state"] != "DISPATCHED":
             return None
         return run, act
@@ -49,16 +52,23 @@ class ActivityResults:
             self.stats["stale_activity_completion"] += 1
             return
         run, act = found
-        self._note_start(act, v)
-        identity = v.get("identity") or ""
+        started = int(v.get("started_time_ms") or 0)
+        self._complete_attempt(tx, run, act, v.get("result") or [], started, v.get("identity") or "")
+
+    def _complete_attempt(
+        self, tx: Tx, run: Run, act: dict[str, Any], result: list[bytes], started_time_ms: int, identity: str
+    ) -> None:
+        """The current attempt of ``act`` succeeded with ``result`` (checked against the payload limit)."""
+        if started_time_ms:
+            act["worker_started_time"] = started_time_ms
         limit = self._cfg.options.max_payload_bytes
-        if (size := payload_size(v.get("result"))) > limit:
+        if (size := payload_size(result)) > limit:
             # Temporal fails the activity (for good) rather than write an oversize result.
             self.stats["oversize_worker_result"] += 1
             failure = acts.oversize_failure("the activity result", size, limit)
             acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", retryable=False, identity=identity)
             return
-        attrs = {"result": v.get("result") or [], "identity": identity}
+        attrs = {"result": result, "identity": identity}
         acts.close_activity(tx, run, act, "ActivityTaskCompleted", attrs, identity=identity)
 
     def _on_fail_activity_task(self, tx: Tx, command: CommandRecord) -> None:
@@ -91,6 +101,8 @@ class ActivityResults:
                 acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
             return
         run, act = found
+        # The answer names the attempt by its scheduled event id, also when the heartbeat named the activity id.
+        ref = {**v, "scheduled_event_id": act["scheduled_event_id"]}
         self._note_start(act, v)
         limit = self._cfg.options.max_payload_bytes
         if (size := payload_size(v.get("details"))) > limit:
@@ -99,7 +111,7 @@ class ActivityResults:
             identity = v.get("identity") or ""
             acts.fail_attempt(tx, run, act, failure, "ActivityTaskFailed", retryable=False, identity=identity)
             if reply_to:
-                acts.reply_control(tx, reply_to, v, cancel_requested=False, not_found=True)
+                acts.reply_control(tx, reply_to, ref, cancel_requested=False, not_found=True)
             return
         sid = str(act["scheduled_event_id"])
         act["heartbeat_details"] = v.get("details") or []
@@ -110,7 +122,7 @@ class ActivityResults:
         if act["hb"]:
             tx.timer(run, "act_hb", sid, tx.now + act["hb"], attempt=act["attempt"])
         if act["cancel_requested_event_id"] and reply_to:
-            acts.reply_control(tx, reply_to, v, cancel_requested=True, not_found=False)
+            acts.reply_control(tx, reply_to, ref, cancel_requested=True, not_found=False)
 
     def _on_report_activity_task_canceled(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value

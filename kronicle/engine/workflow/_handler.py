@@ -5,9 +5,11 @@ One method per command (``_on_<command>``) and one per timer kind
 (``_cmd_<CommandType>``) and starting a run live in the
 :class:`~kronicle.engine.workflow._worker_commands.WorkerCommands` mixin, results
 of activity attempts in :class:`~kronicle.engine.workflow._activity_results.ActivityResults`,
-and activity mechanics in :mod:`kronicle.engine.workflow._activities`. All of them
-work on a :class:`Tx`, which is committed to the context only when the command
-has been applied.
+the continuation steps of a chained completion in
+:class:`~kronicle.engine.workflow._continuations.Continuations`, and activity
+mechanics in :mod:`kronicle.engine.workflow._activities`. All of them work on a
+:class:`Tx`, which is committed to the context only when the command has been
+applied.
 
 Stale input from workers (a completion, failure or heartbeat naming a workflow
 task or activity attempt that is no longer current, or a closed run) is
@@ -28,6 +30,7 @@ from kronicle.engine.handler import CommandRecord, Context, Handler, InvalidComm
 from kronicle.engine.workflow import _activities as acts
 from kronicle.engine.workflow._activities import BadCommand
 from kronicle.engine.workflow._activity_results import ActivityResults
+from kronicle.engine.workflow._continuations import Continuations
 from kronicle.engine.workflow._cron import InvalidCronSchedule, next_cron_time_ms
 from kronicle.engine.workflow._events import read_event
 from kronicle.engine.workflow._interworkflow import InterWorkflowResults
@@ -86,7 +89,7 @@ class _Rejected(Exception):
         self.message = message
 
 
-class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
+class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults, Continuations):
     """Applies workflow commands to one partition's state; pure (no I/O, no clock).
 
     Args:
@@ -597,7 +600,8 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
 
     def _write_wft_started(self, tx: Tx, run: Run, v: dict[str, Any]) -> int:
         wft = run["wft"]
-        tx.cancel_timer(run, "wft")
+        if not wft.get("chained"):  # a continuation step's task has no timeout timer
+            tx.cancel_timer(run, "wft")
         tx.write_transient_scheduled(run)
         started_time = min(max(int(v.get("started_time_ms") or 0), wft["scheduled_time"]), tx.now)
         return tx.add_event(
@@ -630,23 +634,37 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults):
     def _on_complete_workflow_task(self, tx: Tx, command: CommandRecord) -> None:
         v = command.value
         run = self._current_task_run(tx, v)
+        steps = v.get("continuations") or []
         if run is None:
             self.stats["stale_workflow_task_completion"] += 1
+            if steps and (run := tx.load(v.get("run_id") or "")) is not None:
+                # The eager activities' results still count where they name a current attempt.
+                self._apply_continuations(tx, run["run_id"], steps, v.get("identity") or "", stale=True)
             return
+        self._complete_task(tx, run, v)
+        if steps:
+            self._apply_continuations(tx, run["run_id"], steps, v.get("identity") or "")
+
+    def _complete_task(self, tx: Tx, run: Run, v: dict[str, Any]) -> None:
+        """Complete the run's outstanding task with ``v``'s commands, or fail it if one of them is bad."""
         point = tx.savepoint()
         try:
             self._apply_completion(tx, run, v)
         except BadCommand as exc:
             tx.rollback(point)
-            run = tx.load(run["run_id"])
-            assert run is not None
+            restored = tx.load(run["run_id"])
+            assert restored is not None
             self.stats["bad_workflow_task_completion"] += 1
             failure = {"message": exc.message, "source": "Kronicle", "failure_type": "server"}
-            self._fail_wft(tx, run, v, exc.cause, failure)
+            self._fail_wft(tx, restored, v, exc.cause, failure)
 
     def _apply_completion(self, tx: Tx, run: Run, v: dict[str, Any]) -> None:
         scheduled = run["wft"]["scheduled_event_id"]
+        chained = bool(v.get("continuations")) or bool(run["wft"].get("chained"))
         started = self._write_wft_started(tx, run, v)
+        if chained:
+            # Later steps' events carry the worker's times, so these must not be later (see _continuations).
+            tx.event_now = run["last_event_time"]
         completed = tx.add_event(
             run,
             "WorkflowTaskCompleted",

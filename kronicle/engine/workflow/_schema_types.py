@@ -332,6 +332,12 @@ _WORKER_COMMANDS: dict[str, list[dict[str, Any]]] = {
         _l("start_to_close_timeout_ms"),
         _l("heartbeat_timeout_ms"),
         _opt("retry_policy", _full("RetryPolicy")),
+        _f(
+            "request_eager_execution",
+            "boolean",
+            False,
+            "CompleteWorkflowTask v3: the completing worker runs attempt 1 itself; no ActivityTask is dispatched.",
+        ),
     ],
     "RequestCancelActivityTask": [_l("scheduled_event_id")],
     "StartTimer": [_s("timer_id"), _l("start_to_fire_timeout_ms")],

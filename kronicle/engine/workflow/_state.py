@@ -21,6 +21,8 @@ import threading
 import uuid
 from typing import Any
 
+import orjson
+
 __all__ = [
     "CF_CURRENT",
     "CF_DEDUP",
@@ -119,7 +121,18 @@ _decoders = threading.local()
 
 def dumps(obj: Any) -> bytes:
     """Canonical JSON of ``obj`` (dicts with str keys, lists, scalars, bytes)."""
-    return _ENCODER.encode(obj).encode()
+    # orjson writes the same bytes as the json encoder above (sorted keys, no spaces) about
+    # four times faster, except for what it writes differently or refuses, which goes through
+    # json: text that is not ASCII (orjson writes UTF-8 where json writes \u escapes), keys
+    # that are not strings, integers over 64 bits, and what ``_bytes_to_json`` rejects (json
+    # then raises its TypeError). Floats (a retry policy's backoff coefficient, 0 or 1-1000)
+    # are written alike between 1e-4 and 1e16; outside it orjson writes other digits for the
+    # same value (1e-05 as 0.00001), and NaN as null (validation keeps NaN out of the state).
+    try:
+        out = orjson.dumps(obj, default=_bytes_to_json, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is one, as is its integer range error
+        return _ENCODER.encode(obj).encode()
+    return out if out.isascii() else _ENCODER.encode(obj).encode()
 
 
 def loads(data: bytes) -> Any:

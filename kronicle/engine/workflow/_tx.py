@@ -107,6 +107,9 @@ class Tx:
         self.workflow_id = workflow_id
         self.key = workflow_id.encode()
         self.now = ctx.now_ms
+        self.event_now = self.now
+        """Default time of the events written now: ``now``, except while a chained completion is applied,
+        whose events carry the worker's step times (``_continuations.py``)."""
         self.runs: dict[str, Run | None] = {}
         self._raw: dict[str, bytes | None] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
@@ -159,11 +162,12 @@ class Tx:
             len(self.ops),
             self._current,
             self._current_dirty,
+            self.event_now,
         )
 
     def rollback(self, point: tuple[Any, ...]) -> None:
         """Undo everything staged since ``point``."""
-        runs, lengths, n_ops, current, dirty = point
+        runs, lengths, n_ops, current, dirty, self.event_now = point
         self.runs = runs
         self.events = {k: v[: lengths[k]] for k, v in self.events.items() if k in lengths}
         del self.ops[n_ops:]
@@ -174,7 +178,7 @@ class Tx:
     def add_event(self, run: Run, event_type: str, attrs: dict[str, Any], time_ms: int | None = None) -> int:
         """Write one event to the run's history now; returns its event id.
 
-        The event's time is ``time_ms`` (default: now) but never earlier than the
+        The event's time is ``time_ms`` (default: :attr:`event_now`) but never earlier than the
         previous event's, so event times are non-decreasing with event ids. That
         matters for events written later than they happened (a buffered signal, an
         ActivityTaskStarted at the worker's start time): they get at most the
@@ -202,7 +206,7 @@ class Tx:
         self, run: Run, event_id: int, event_type: str, attrs: dict[str, Any], time_ms: int | None = None
     ) -> dict[str, Any]:
         """A HistoryEvent datum (not written; :meth:`add_event` writes one)."""
-        event_time = max(self.now if time_ms is None else time_ms, run.get("last_event_time", 0))
+        event_time = max(self.event_now if time_ms is None else time_ms, run.get("last_event_time", 0))
         return {
             "event_id": event_id,
             "event_time": event_time,

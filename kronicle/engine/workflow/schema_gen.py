@@ -74,6 +74,10 @@ _ORIGIN = _f(
     ],
     None,
 )
+_ACTIVITY_ID = _s(
+    "activity_id",
+    "v2: with scheduled_event_id 0 (an eager attempt), the engine finds the pending activity by this id.",
+)
 _TASK_REF = [
     _f("workflow_id", "string"),
     _f("run_id", "string"),
@@ -186,7 +190,7 @@ _SUBJECTS: list[tuple[tuple[int, ...], dict[str, Any]]] = [
         ),
     ),
     (
-        (104, 130),
+        (104, 130, 131),
         _record(
             "CompleteWorkflowTask",
             "A worker finished a workflow task; its commands become history events.",
@@ -195,6 +199,39 @@ _SUBJECTS: list[tuple[tuple[int, ...], dict[str, Any]]] = [
                 _l("started_time_ms", "When the worker started the task (its clock)."),
                 _s("identity"),
                 _f("commands", {"type": "array", "items": _full("WorkerCommand")}, []),
+                _f(
+                    "continuations",
+                    {
+                        "type": "array",
+                        "items": _record(
+                            "WorkflowTaskContinuation",
+                            "v3: the next workflow task, run by the worker on the results of its eager activities.",
+                            [
+                                _f(
+                                    "activity_results",
+                                    {
+                                        "type": "array",
+                                        "items": _record(
+                                            "EagerActivityResult",
+                                            "An eager activity (attempt 1) that completed; closed like a "
+                                            "CompleteActivityTask.",
+                                            [
+                                                _f("activity_id", "string"),
+                                                _l("started_time_ms"),
+                                                _payloads("result"),
+                                            ],
+                                        ),
+                                    },
+                                    [],
+                                ),
+                                _l("started_time_ms", "When the worker started this step's workflow task."),
+                                _f("commands", {"type": "array", "items": _full("WorkerCommand")}, []),
+                            ],
+                        ),
+                    },
+                    [],
+                    "v3: steps applied in order after commands, each only if nothing else happened before it.",
+                ),
             ],
         ),
     ),
@@ -213,15 +250,15 @@ _SUBJECTS: list[tuple[tuple[int, ...], dict[str, Any]]] = [
         ),
     ),
     (
-        (106,),
+        (106, 132),
         _record(
             "CompleteActivityTask",
             "An activity attempt succeeded.",
-            [*_TASK_REF, _l("started_time_ms"), _s("identity"), _payloads("result")],
+            [*_TASK_REF, _l("started_time_ms"), _s("identity"), _payloads("result"), _ACTIVITY_ID],
         ),
     ),
     (
-        (107,),
+        (107, 133),
         _record(
             "FailActivityTask",
             "An activity attempt failed; retried per its RetryPolicy.",
@@ -231,15 +268,16 @@ _SUBJECTS: list[tuple[tuple[int, ...], dict[str, Any]]] = [
                 _s("identity"),
                 _f("failure", _full("Failure")),
                 _payloads("last_heartbeat_details"),
+                _ACTIVITY_ID,
             ],
         ),
     ),
     (
-        (108,),
+        (108, 134),
         _record(
             "HeartbeatActivityTask",
             "An activity attempt is alive; the reply (ActivityTaskControl) goes to reply_to if the engine has news.",
-            [*_TASK_REF, _l("started_time_ms"), _s("identity"), _payloads("details"), _REPLY_TO],
+            [*_TASK_REF, _l("started_time_ms"), _s("identity"), _payloads("details"), _REPLY_TO, _ACTIVITY_ID],
         ),
     ),
     (

@@ -52,6 +52,13 @@ async def start(frontend: Frontend, engine: EngineService, workflow_id: str, **e
     return await call(frontend, "POST", wf(engine), body)
 
 
+async def start_waiting(
+    frontend: Frontend, engine: EngineService, workflow_id: str, wait: float | str
+) -> tuple[int, Any]:
+    body = {"workflow_id": workflow_id, "workflow_type": "Greeter", "task_queue": "fe-q", "input": [HELLO]}
+    return await call(frontend, "POST", wf(engine), body, wait=wait)
+
+
 def assert_error(status: int, body: Any, want_status: int, code: str, field: str | None = None) -> None:
     assert status == want_status, body
     assert body["code"] == code, body
@@ -320,6 +327,97 @@ async def test_result_of_a_failed_workflow_carries_the_failure(frontend: Fronten
     status, body = await call(frontend, "GET", wf(engine, workflow_id, "/result"), wait=10)
     assert status == 200 and body["status"] == "FAILED"
     assert body["failure"]["message"] == "boom" and body["failure"]["type"] == "BoomError"
+
+
+async def test_start_with_wait_answers_the_result_once_the_run_closes(
+    frontend: Frontend, engine: EngineService
+) -> None:
+    workflow_id = new_id()
+    pending = asyncio.create_task(start_waiting(frontend, engine, workflow_id, 20))
+    await asyncio.sleep(0.3)
+    assert not pending.done()
+    result = payload_to_bytes(Payload({"encoding": b"json/plain"}, b'"done"'))
+    await complete_task(engine, workflow_id, complete_command([result]))
+    status, answer = await asyncio.wait_for(pending, 10)
+    assert status == 201, answer
+    run = engine.describe(workflow_id)
+    assert run is not None and answer["run_id"] == run["run_id"]
+    assert answer["closed"] is True and answer["status"] == "COMPLETED"
+    assert answer["close_event_type"] == "WorkflowExecutionCompleted"
+    assert answer["result"] == [Payload({"encoding": b"json/plain"}, b'"done"').to_dict()]
+    # The same body as the Result endpoint's for that run.
+    assert await call(frontend, "GET", wf(engine, workflow_id, "/result"), run_id=answer["run_id"]) == (200, answer)
+
+
+async def test_start_with_wait_answers_not_closed_when_the_run_outlives_the_wait(
+    frontend: Frontend, engine: EngineService
+) -> None:
+    workflow_id = new_id()
+    status, answer = await start_waiting(frontend, engine, workflow_id, 0.3)
+    assert status == 201, answer
+    assert answer["workflow_id"] == workflow_id and answer["closed"] is False
+    assert answer["status"] == "RUNNING" and len(answer["run_id"]) == 36
+    poll = asyncio.create_task(
+        call(frontend, "GET", wf(engine, workflow_id, "/result"), run_id=answer["run_id"], wait=20)
+    )
+    await complete_task(engine, workflow_id, complete_command([]))
+    status, body = await asyncio.wait_for(poll, 10)
+    assert status == 200 and body["closed"] and body["run_id"] == answer["run_id"]
+
+
+async def test_start_with_wait_carries_the_failure_of_a_failed_run(frontend: Frontend, engine: EngineService) -> None:
+    workflow_id = new_id()
+    pending = asyncio.create_task(start_waiting(frontend, engine, workflow_id, 20))
+    failure = {"message": "boom", "failure_type": "application", "type": "BoomError", "non_retryable": True}
+    await complete_task(
+        engine,
+        workflow_id,
+        {"command_type": "FailWorkflowExecution", "fail_workflow_execution_command_attributes": {"failure": failure}},
+    )
+    status, answer = await asyncio.wait_for(pending, 10)
+    assert status == 201 and answer["closed"] and answer["status"] == "FAILED", answer
+    assert answer["failure"]["message"] == "boom" and answer["failure"]["type"] == "BoomError"
+
+
+async def test_start_with_wait_names_the_next_run_of_a_continued_run(frontend: Frontend, engine: EngineService) -> None:
+    workflow_id = new_id()
+    pending = asyncio.create_task(start_waiting(frontend, engine, workflow_id, 20))
+    await complete_task(
+        engine,
+        workflow_id,
+        {
+            "command_type": "ContinueAsNewWorkflowExecution",
+            "continue_as_new_workflow_execution_command_attributes": {"workflow_type": "Greeter", "task_queue": "fe-q"},
+        },
+    )
+    status, answer = await asyncio.wait_for(pending, 10)
+    assert status == 201 and answer["status"] == "CONTINUED_AS_NEW", answer
+    run = engine.describe(workflow_id)
+    assert run is not None and answer["new_execution_run_id"] == run["run_id"] != answer["run_id"]
+
+
+async def test_start_with_wait_of_a_running_id_is_a_conflict_at_once(frontend: Frontend, engine: EngineService) -> None:
+    workflow_id = new_id()
+    assert (await start(frontend, engine, workflow_id))[0] == 201
+    status, body = await asyncio.wait_for(start_waiting(frontend, engine, workflow_id, 30), 10)
+    assert_error(status, body, 409, "WorkflowAlreadyStarted")
+
+
+@pytest.mark.parametrize("wait", ["-1", "61", "soon", "nan"])
+async def test_start_with_a_bad_wait_is_400_and_starts_nothing(
+    frontend: Frontend, engine: EngineService, wait: str
+) -> None:
+    workflow_id = new_id()
+    status, body = await start_waiting(frontend, engine, workflow_id, wait)
+    assert_error(status, body, 400, "InvalidArgument", "wait")
+    assert engine.describe(workflow_id) is None
+
+
+async def test_start_with_wait_and_a_malformed_body_is_400_json(frontend: Frontend, engine: EngineService) -> None:
+    status, body = await call(frontend, "POST", wf(engine), raw=b"{not json", wait=5)
+    assert status == 400 and body["code"] == "InvalidArgument", body
+    status, body = await call(frontend, "POST", wf(engine), {"workflow_id": new_id(), "task_queue": "fe-q"}, wait=5)
+    assert_error(status, body, 400, "InvalidArgument", "workflow_type")
 
 
 # -- list and count without a visibility store ------------------------------------

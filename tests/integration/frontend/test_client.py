@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -241,6 +242,84 @@ async def test_result_follows_the_retry_policy_to_the_attempt_that_succeeds(
     await complete_task(engine, workflow_id, complete_command(await result_bytes("second attempt")))
     assert await asyncio.wait_for(handle.result(), 20) == "second attempt"
     assert await asyncio.wait_for(pinned.result(), 20) == "second attempt"
+
+
+async def test_execute_workflow_takes_one_request_when_the_run_closes_within_the_wait(
+    client: Client, engine: EngineService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+    transport = client._transport
+    real = transport.request
+
+    async def counted(method: str, path: str, **kwargs: Any) -> Any:
+        calls.append((method, path))
+        return await real(method, path, **kwargs)
+
+    monkeypatch.setattr(transport, "request", counted)
+    workflow_id = new_id()
+    running = asyncio.create_task(
+        client.execute_workflow(GreetingWorkflow.run, "World", id=workflow_id, task_queue="cq")
+    )
+    await complete_task(engine, workflow_id, complete_command(await result_bytes("Hello, World!")))
+    assert await asyncio.wait_for(running, 15) == "Hello, World!"
+    assert calls == [("POST", f"/api/v1/namespaces/{client.namespace}/workflows")]
+
+
+async def test_execute_workflow_falls_back_to_the_result_long_poll(
+    client: Client, engine: EngineService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kronicle.client._client._POLL_S", 0.2)
+    workflow_id = new_id()
+    running = asyncio.create_task(client.execute_workflow("Greeting", "x", id=workflow_id, task_queue="cq"))
+    await asyncio.sleep(0.6)  # past the start's wait: the client is long-polling the result now
+    assert not running.done()
+    await complete_task(engine, workflow_id, complete_command(await result_bytes("late")))
+    assert await asyncio.wait_for(running, 15) == "late"
+
+
+async def test_execute_workflow_raises_the_failure_of_a_failed_run(client: Client, engine: EngineService) -> None:
+    workflow_id = new_id()
+    running = asyncio.create_task(client.execute_workflow("Greeting", id=workflow_id, task_queue="cq"))
+    failure = failure_to_wire(await DataConverter.default.encode_failure(ApplicationError("nope", type="Nope")))
+    await complete_task(
+        engine,
+        workflow_id,
+        {"command_type": "FailWorkflowExecution", "fail_workflow_execution_command_attributes": {"failure": failure}},
+    )
+    with pytest.raises(WorkflowFailureError) as info:
+        await asyncio.wait_for(running, 15)
+    assert isinstance(info.value.cause, ApplicationError) and info.value.cause.type == "Nope"
+
+
+async def test_execute_workflow_follows_continue_as_new(client: Client, engine: EngineService) -> None:
+    workflow_id = new_id()
+    running = asyncio.create_task(client.execute_workflow("Greeting", "one", id=workflow_id, task_queue="cq"))
+    await wait_event(engine, workflow_id, "WorkflowTaskScheduled")
+    first = engine.describe(workflow_id)
+    assert first is not None
+    first_run = first["run_id"]
+    await complete_task(
+        engine,
+        workflow_id,
+        {
+            "command_type": "ContinueAsNewWorkflowExecution",
+            "continue_as_new_workflow_execution_command_attributes": {"workflow_type": "Greeting", "task_queue": "cq"},
+        },
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (run := engine.describe(workflow_id)) is None or run["run_id"] == first_run:
+        assert loop.time() < deadline, "no second run"
+        await engine.wait_for_change(workflow_id, 0.5)
+    await complete_task(engine, workflow_id, complete_command(await result_bytes("second run")))
+    assert await asyncio.wait_for(running, 15) == "second run"
+
+
+async def test_execute_workflow_of_a_running_id_raises_already_started(client: Client) -> None:
+    workflow_id = new_id()
+    await client.start_workflow("Greeting", id=workflow_id, task_queue="cq")
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await asyncio.wait_for(client.execute_workflow("Greeting", id=workflow_id, task_queue="cq"), 10)
 
 
 async def test_a_malformed_retry_policy_is_a_clear_invalid_argument(client: Client) -> None:

@@ -171,3 +171,63 @@ class Renamer:
     @workflow.signal
     def finish(self) -> None:
         self.done = True
+
+
+@activity.defn(name="echo")
+async def echo(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="Sequential")
+class Sequential:
+    """``n`` activities one after the other, each fed the previous result (eager chains)."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        value = "x"
+        for i in range(n):
+            value = await workflow.execute_activity(
+                "compose" if i % 2 == 0 else "echo", value, start_to_close_timeout=timedelta(seconds=10)
+            )
+        return f"{value} at {workflow.now().timestamp():.3f}"
+
+
+@workflow.defn(name="FanOut")
+class FanOut:
+    """``n`` activities at once (the eager cap is three per completion)."""
+
+    @workflow.run
+    async def run(self, n: int) -> list[str]:
+        handles = [
+            workflow.start_activity("compose", str(i), start_to_close_timeout=timedelta(seconds=10)) for i in range(n)
+        ]
+        return [await h for h in handles]
+
+
+@workflow.defn(name="ElsewhereActivity")
+class ElsewhereActivity:
+    """An activity for another task queue: never eager."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(
+            "compose", "far", task_queue="other-queue", start_to_close_timeout=timedelta(seconds=10)
+        )
+
+
+@workflow.defn(name="ActivityThenSignal")
+class ActivityThenSignal:
+    """An activity, then waits for a signal (a chain that stops with nothing to send but an empty step)."""
+
+    def __init__(self) -> None:
+        self.got: list[str] = []
+
+    @workflow.run
+    async def run(self) -> str:
+        first = await workflow.execute_activity("compose", "a", start_to_close_timeout=timedelta(seconds=10))
+        await workflow.wait_condition(lambda: bool(self.got))
+        return f"{first} {self.got}"
+
+    @workflow.signal
+    def poke(self, who: str) -> None:
+        self.got.append(who)

@@ -43,6 +43,19 @@ def test_dumps_writes_the_same_bytes_as_before_and_loads_reads_them_back(state: 
     assert loads(dumps(state)) == state
 
 
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_read_back_equal_and_in_the_usual_range_as_the_same_bytes(value: float) -> None:
+    state = {"retry_policy": {"backoff_coefficient": value}}
+    assert loads(dumps(state)) == state
+    if value == 0 or 1e-4 <= abs(value) < 1e16:
+        assert dumps(state) == reference_dumps(state)
+
+
+def test_what_orjson_refuses_is_written_by_json() -> None:
+    state = {"big": 2**70, "keys": {10: "ten", 2: "two"}, "text": "gr\u00fc\u00dfe \ud800"}
+    assert dumps(state) == json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+
+
 @given(states)
 def test_copy_state_is_equal_and_shares_no_container(state: Any) -> None:
     copied = copy_state({"x": state})
