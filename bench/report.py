@@ -43,7 +43,7 @@ def _engine_parts(parts: dict[str, dict[str, float]]) -> list[str]:
         "",
         "The engine's memory by part (from its /metrics every 10 s):",
         "",
-        "| part | first | last | slope per min (second half) |",
+        "| part (MB unless noted) | first | last | per minute, second half |",
         "| --- | ---: | ---: | ---: |",
     ]
     for key, name in _PART_NAMES.items():
