@@ -8,16 +8,20 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 __all__ = [
+    "MetricsSampler",
     "RssSampler",
     "cpu_seconds",
+    "engine_memory_parts",
     "load_average",
     "machine_info",
+    "memory_parts",
     "metrics_text",
     "slope_mb_per_min",
     "state_memory_mb",
@@ -130,8 +134,11 @@ class RssSampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
+    t0: float = 0.0
+    """``time.monotonic()`` at :meth:`start`; sample times count from it."""
+
     def start(self) -> RssSampler:
-        self._t0 = time.monotonic()
+        self.t0 = self._t0 = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
         return self
@@ -185,6 +192,105 @@ def summarise_rss(samples: list[tuple[float, float]]) -> dict[str, Any]:
         "slope_mb_per_min_all": round(slope_mb_per_min(samples), 2),
         "seconds": samples[-1][0],
         "samples": samples,
+    }
+
+
+@dataclass
+class MetricsSampler:
+    """Calls ``read`` every ``interval_s`` seconds in a thread and keeps (seconds, figures) samples.
+
+    Args:
+        read: Returns the figures of one sample (e.g. :func:`engine_memory_parts`); an empty dict is skipped.
+        interval_s: Seconds between samples.
+        t0: The ``time.monotonic()`` the sample times count from (an :class:`RssSampler`'s, to pair them).
+    """
+
+    read: Callable[[], dict[str, float]]
+    interval_s: float = 10.0
+    t0: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> MetricsSampler:
+        self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            figures = self.read()
+            if figures:
+                self.samples.append((round(time.monotonic() - self.t0, 2), figures))
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> list[tuple[float, dict[str, float]]]:
+        """Stop sampling and return the samples."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.samples
+
+
+_PARTS = {
+    "kronicle_state_memory_bytes": ("rocksdb_", 2**20),
+    "kronicle_process_malloc_bytes": ("malloc_", 2**20),
+}
+
+
+def engine_memory_parts(frontend: str) -> dict[str, float]:
+    """The engine process's memory by part, from the frontend's /metrics.
+
+    MB: ``rocksdb_block_cache`` (RocksDB's bounded cache, memtables charged to it included),
+    ``rocksdb_memtables``, ``rocksdb_pinned``, ``malloc_in_use`` / ``malloc_free`` / ``malloc_mmap``
+    (glibc's heap, ``mallinfo2``), and ``python_blocks_k`` (CPython's allocated blocks, thousands).
+    Empty if /metrics cannot be read; parts an older engine does not export are missing.
+    """
+    import re
+
+    text = metrics_text(frontend)
+    if text is None:
+        return {}
+    out: dict[str, float] = {}
+    for name, labels, value in re.findall(r"^(kronicle_\w+)(?:\{([^}]*)\})? (\S+)$", text, re.MULTILINE):
+        if name == "kronicle_process_python_allocated_blocks":
+            out["python_blocks_k"] = round(float(value) / 1000, 1)
+        elif name in _PARTS:
+            kind = dict(re.findall(r'(\w+)="([^"]*)"', labels or "")).get("kind")
+            if kind:
+                prefix, scale = _PARTS[name]
+                key = prefix + kind
+                out[key] = round(out.get(key, 0.0) + float(value) / scale, 1)
+    return out
+
+
+def memory_parts(
+    rss: list[tuple[float, float]], parts: list[tuple[float, dict[str, float]]]
+) -> dict[str, dict[str, float]]:
+    """First, last and second-half slope (MB/min) of each part, next to the RSS at the same moments.
+
+    ``rss`` is one process's :class:`RssSampler` samples, ``parts`` the :class:`MetricsSampler` samples of
+    :func:`engine_memory_parts` on the same clock. Adds ``rss`` (at the parts' moments) and
+    ``rss_minus_rocksdb`` (RSS less RocksDB's bounded block cache: what a full cache cannot explain).
+    """
+    if not rss or not parts:
+        return {}
+    times = [t for t, _ in rss]
+    series: dict[str, list[tuple[float, float]]] = {}
+    for t, figures in parts:
+        i = min(range(len(times)), key=lambda k: abs(times[k] - t))  # the RSS sample nearest in time
+        row = {**figures, "rss": rss[i][1]}
+        if "rocksdb_block_cache" in figures:
+            row["rss_minus_rocksdb"] = round(rss[i][1] - figures["rocksdb_block_cache"], 1)
+        for name, value in row.items():
+            series.setdefault(name, []).append((t, value))
+    return {
+        name: {
+            "first": s[0][1],
+            "last": s[-1][1],
+            "slope_mb_per_min_second_half": round(slope_mb_per_min(s[len(s) // 2 :]), 2),
+        }
+        for name, s in series.items()
     }
 
 

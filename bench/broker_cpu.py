@@ -112,6 +112,7 @@ async def _one(name: str, variant: dict[str, Any], args: argparse.Namespace) -> 
         "cpu_ms_per_wf": cpu,
         "seq_p50_ms": round(seq["p50_ms"], 1),
         "seq_p90_ms": round(seq["p90_ms"], 1),
+        "seq_p99_ms": round(seq["p99_ms"], 1),
         "broker_rss_mb": round(rss_mb),
         "load": load,
     }
@@ -135,8 +136,9 @@ async def _run(args: argparse.Namespace) -> None:
             c = res["cpu_ms_per_wf"]
             print(
                 f"r{rnd} {name:<24} {res['wf_per_s']:>6} wf/s  CPU ms/wf broker {c.get('broker')} engine"
-                f" {c.get('engine')} bench {c.get('bench_process')}  seq p50/p90 {res['seq_p50_ms']}/"
-                f"{res['seq_p90_ms']} ms  broker RSS {res['broker_rss_mb']} MB  errors {res['errors']}"
+                f" {c.get('engine')} bench {c.get('bench_process')}  seq p50/p90/p99 {res['seq_p50_ms']}/"
+                f"{res['seq_p90_ms']}/{res['seq_p99_ms']} ms  broker RSS {res['broker_rss_mb']} MB"
+                f"  errors {res['errors']}"
                 f"  load {res['load']}",
                 flush=True,
             )

@@ -45,10 +45,13 @@ from typing import Any
 from bench import _workloads as workloads
 from bench._adapters import KronicleAdapter, TemporalAdapter, temporal_available
 from bench._machine import (
+    MetricsSampler,
     RssSampler,
     cpu_seconds,
+    engine_memory_parts,
     load_average,
     machine_info,
+    memory_parts,
     metrics_text,
     state_memory_mb,
     versions,
@@ -203,17 +206,25 @@ async def _memory(adapter: Any, plan: Plan) -> dict[str, Any]:
     await workloads.sequential_latency(adapter, 0, warmup=plan.warmup)
     sampler = RssSampler(adapter.server_pids(), interval_s=1.0).start()
     # RocksDB's part of the engine's RSS (block cache with memtables), read from /metrics.
-    state = partial(state_memory_mb, getattr(adapter.client, "target", ""))
+    frontend = getattr(adapter.client, "target", "")
+    state = partial(state_memory_mb, frontend)
+    # The engine's memory by part every 10 s (RocksDB's bounded cache, glibc's heap, Python's
+    # blocks): whether what grows is a cache still filling up to its bound or something else.
+    parts = MetricsSampler(partial(engine_memory_parts, frontend), interval_s=10.0, t0=sampler.t0).start()
     loop = asyncio.get_running_loop()
     rocksdb_start = await loop.run_in_executor(None, state)
     try:
         level = await workloads.saturation(adapter, 10**9, concurrency, max_seconds=plan.memory_s)
     finally:
         rss = sampler.stop()
+        part_samples = parts.stop()
     rocksdb = {"start": rocksdb_start, "end": await loop.run_in_executor(None, state)}
-    trims = await loop.run_in_executor(None, _malloc_trims, getattr(adapter.client, "target", ""))
+    trims = await loop.run_in_executor(None, _malloc_trims, frontend)
+    engine = (rss.get("engine") or {}).get("samples") or []
+    by_part = memory_parts(engine, part_samples)
     _log(f"{adapter.name}: memory run: {level['completed']} workflows in {level['seconds']} s, RocksDB MB {rocksdb}")
-    return {"run": level, "rss": rss, "rocksdb_mb": rocksdb, "malloc_trim": trims}
+    _log(f"{adapter.name}: engine memory by part (first, last MB, MB/min over the second half): {by_part}")
+    return {"run": level, "rss": rss, "rocksdb_mb": rocksdb, "malloc_trim": trims, "engine_parts": by_part}
 
 
 def _malloc_trims(frontend: str) -> dict[str, float]:
@@ -358,6 +369,7 @@ async def run(plan: Plan, engines: list[str], *, skip_raw: bool = False, kafka: 
             "rocksdb_mb": memory["rocksdb_mb"],
             "state_cache_mb": plan.memory_state_cache_mb,
             "malloc_trim": memory["malloc_trim"],
+            "engine_parts": memory["engine_parts"],
             "load": [memory["load_before"], memory["load_after"]],
         }
     if not skip_raw:

@@ -21,6 +21,15 @@ records produced, offsets sent, committed, waiters notified), ``W.*`` the worker
 Usage::
 
     python -m bench.lat_trace [--tree DIR ...] [--rounds 1] [--seq 200] [--warmup 100]
+        [--slowest N [--all] [--jvm-log]]
+
+``--slowest N`` prints the N slowest workflows with their three largest segments,
+the engine's and worker's slow passes of Python's collector and allocator trims
+inside them (``P.*`` markers), and with ``--jvm-log`` the broker JVM's
+compilations, GC pauses and safepoints inside each workflow's window (``-Xlog``
+through ``JAVA_TOOL_OPTIONS``, timestamps from the same monotonic clock), plus
+latency and compilations per 25 workflows over the run. ``--all`` counts the
+warm-up workflows in too (index 0 is the first workflow of the run).
 
 With several ``--tree`` the trees take turns round by round (A/B in one sitting).
 """
@@ -28,24 +37,38 @@ With several ``--tree`` the trees take turns round by round (A/B in one sitting)
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import glob
+import itertools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 _TRACER = """from __future__ import annotations
-import os, time
+import gc, os, time
 _p = os.environ.get("KRONICLE_LAT_TRACE")
 _fd = os.open(f"{_p}.{os.getpid()}", os.O_WRONLY | os.O_CREAT | os.O_APPEND) if _p else None
 def t(name: str) -> None:
     if _fd is not None:
         os.write(_fd, f"{time.monotonic_ns()} {name}\\n".encode())
+_gc_started = 0
+def _gc(phase: str, info: dict) -> None:
+    # Python's collector stops every thread of the process (the GIL): note the slow passes.
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.monotonic_ns()
+    elif _fd is not None and (info["generation"] == 2 or time.monotonic_ns() - _gc_started > 1_000_000):
+        t(f"P.gc{info['generation']}:{(time.monotonic_ns() - _gc_started) / 1e6:.2f}:{os.getpid()}")
+if _fd is not None:
+    gc.callbacks.append(_gc)
 """
 _IMPORT = "from kronicle._lat_trace import t as _T; "
 
@@ -56,13 +79,12 @@ _POINTS: list[tuple[str, str, str]] = [
         """    result = await engine.client.execute_workflow(
         engine.wf.OneActivity.run, workflow_id, id=workflow_id, task_queue=engine.task_queue
     )""",
+        # execute_workflow itself: a client may start and wait in one request.
         """    from kronicle._lat_trace import t as _T
     _T("C.start")
-    h = await engine.client.start_workflow(
+    result = await engine.client.execute_workflow(
         engine.wf.OneActivity.run, workflow_id, id=workflow_id, task_queue=engine.task_queue
     )
-    _T("C.started")
-    result = await h.result()
     _T("C.done")""",
     ),
     (
@@ -146,7 +168,11 @@ _POINTS: list[tuple[str, str, str]] = [
         f"""        {_IMPORT}_T("F.result")
 @@""",
     ),
-    ("kronicle/connectors/frontend/_handlers.py", '        out["closed"] = True', '@@\n        _T("F.resultwoken")'),
+    (
+        "kronicle/connectors/frontend/_handlers.py",
+        '        out["closed"] = True',
+        f'@@\n        {_IMPORT}_T("F.resultwoken")',  # reached from more than one handler
+    ),
     (
         "kronicle/connectors/frontend/_commands.py",
         """                else:
@@ -181,6 +207,15 @@ _POINTS += [
         "kronicle/connectors/frontend/_commands.py",
         "            messages = [first, *consumer.consume(_REPLY_BATCH, 0)]\n",
         f"@@            {_IMPORT}_T('F.replyrecv')\n",
+    ),
+]
+
+# The allocator's periodic trim (engine process) holds each arena's lock in turn.
+_POINTS += [
+    (
+        "kronicle/_memory.py",
+        "        elapsed = time.perf_counter() - started\n",
+        f"@@        {_IMPORT}_T(f'P.trim:{{elapsed * 1000:.2f}}:0')\n",
     ),
 ]
 
@@ -288,12 +323,118 @@ def phase_sums(wins: list[list[tuple[int, str]]]) -> dict[str, float]:
     return {phase: round(statistics.median(v), 2) for phase, v in sums.items()}
 
 
+_JVM_LOG = (
+    "-Xlog:jit+compilation=debug:file={d}/jit-%p.log:tn -Xlog:gc:file={d}/gc-%p.log:tn"
+    " -Xlog:safepoint:file={d}/sp-%p.log:tn"
+)
+_NS = re.compile(r"^\[(\d+)ns\]")
+
+
+def jvm_events(directory: str) -> list[tuple[int, str, float]]:
+    """The broker JVM's compilations, GC pauses and safepoints: (monotonic ns, kind, ms).
+
+    The logs come from ``-Xlog`` with the ``tn`` decoration (``System.nanoTime()``, i.e.
+    ``CLOCK_MONOTONIC`` on Linux, the clock of the trace points). A compilation counts 0 ms
+    (it runs on a compiler thread; what it costs a request is a core on a 2-core machine).
+    """
+    out: list[tuple[int, str, float]] = []
+    for kind, pattern in (("jit", "jit-*.log"), ("gc", "gc-*.log"), ("safepoint", "sp-*.log")):
+        for name in glob.glob(os.path.join(directory, pattern)):
+            with open(name, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    m = _NS.match(line)
+                    if not m:
+                        continue
+                    ms = 0.0
+                    if kind == "gc":
+                        pause = re.search(r"Pause.* ([\d.]+)ms$", line.strip())
+                        if not pause:
+                            continue
+                        ms = float(pause.group(1))
+                    elif kind == "safepoint":
+                        total = re.search(r"Total: (\d+) ns", line)
+                        if not total:
+                            continue
+                        ms = int(total.group(1)) / 1e6
+                    out.append((int(m.group(1)), kind, ms))
+    out.sort()
+    return out
+
+
+def _in(events: list[tuple[int, str, float]], start: int, end: int) -> dict[str, Any]:
+    lo = bisect.bisect_left(events, (start, "", 0.0))
+    hi = bisect.bisect_right(events, (end, "~", 0.0))
+    found: dict[str, Any] = {}
+    for _, kind, ms in events[lo:hi]:
+        n, total = found.get(kind, (0, 0.0))
+        found[kind] = (n + 1, round(total + ms, 2))
+    return found
+
+
+def process_roles(prefix: str) -> dict[str, str]:
+    """pid → ``engine`` (its trace has the engine's points) or ``bench`` (worker + client)."""
+    roles = {}
+    for name in glob.glob(prefix + ".*"):
+        with open(name, encoding="utf-8") as f:
+            roles[name.rsplit(".", 1)[1]] = "engine" if " E.first" in f.read() else "bench"
+    return roles
+
+
+def _role(marker: str, roles: dict[str, str]) -> str:
+    kind, ms, pid = marker.split(":")
+    return f"{kind}:{ms}ms:{roles.get(pid, 'engine' if kind == 'P.trim' else pid)}"
+
+
+def marker_summary(prefix: str, roles: dict[str, str]) -> dict[str, Any]:
+    """Per process and kind (``P.gc2``, ``P.trim``, ...): count, median and max milliseconds over the run."""
+    found: dict[str, list[float]] = collections.defaultdict(list)
+    for name in glob.glob(prefix + ".*"):
+        with open(name, encoding="utf-8") as f:
+            for line in f:
+                label = line.split(maxsplit=1)[1].strip()
+                if label.startswith("P."):
+                    kind, ms, _ = _role(label, roles).split(":")
+                    found[f"{kind} {roles.get(name.rsplit('.', 1)[1])}"].append(float(ms.removesuffix("ms")))
+    return {k: (len(v), round(statistics.median(v), 1), round(max(v), 1)) for k, v in sorted(found.items())}
+
+
+def tail_report(
+    wins: list[list[tuple[int, str]]], jvm: list[tuple[int, str, float]], slowest: int, roles: dict[str, str]
+) -> None:
+    """Print what the slowest workflows waited for, and latency against the JVM's compilations over the run."""
+    totals = [(w[-1][0] - w[0][0]) / 1e6 for w in wins]
+    p50 = statistics.median(totals)
+    print(f"  slowest {slowest} (of {len(wins)}; p50 {p50:.1f} ms): index, ms, largest segments, markers, broker JVM")
+    for i in sorted(range(len(wins)), key=lambda k: -totals[k])[:slowest]:
+        w = wins[i]
+        points = [(ts, label) for ts, label in w if not label.startswith("P.")]
+        segments = sorted(((b[0] - a[0]) / 1e6, f"{a[1]}->{b[1]}") for a, b in itertools.pairwise(points))[::-1][:3]
+        markers = [_role(label.split("#")[0], roles) for _, label in w if label.startswith("P.")]
+        seg = ", ".join(f"{name} {ms:.1f}" for ms, name in segments)
+        print(f"   #{i:<4} {totals[i]:7.1f}  {seg}  {markers or ''}  {_in(jvm, w[0][0], w[-1][0])}")
+    if jvm:
+        print("  per 25 workflows: p50 / max ms, broker compilations, GC pauses (n, ms), safepoints (n, ms)")
+        for k in range(0, len(wins), 25):
+            chunk = wins[k : k + 25]
+            lat = totals[k : k + 25]
+            found = _in(jvm, chunk[0][0][0], chunk[-1][-1][0])
+            print(
+                f"   {k:4d}-{k + len(chunk) - 1:<4d} {statistics.median(lat):6.1f} / {max(lat):6.1f}"
+                f"  jit {found.get('jit', (0, 0))[0]:4d}  gc {found.get('gc', (0, 0.0))}"
+                f"  safepoints {found.get('safepoint', (0, 0.0))}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tree", action="append", type=Path, help="source tree (default: this one)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seq", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--slowest", type=int, default=0, help="print the N slowest workflows, segment by segment")
+    parser.add_argument("--jvm-log", action="store_true", help="log the broker JVM's JIT, GC and safepoints")
+    parser.add_argument("--all", action="store_true", help="include the warm-up workflows in --slowest")
+    parser.add_argument("--keep", action="store_true", help="keep the trace files and JVM logs")
     args = parser.parse_args()
     trees = args.tree or [Path(__file__).resolve().parent.parent]
     work = Path(tempfile.mkdtemp(prefix="kronicle-lat-trace-"))
@@ -302,10 +443,16 @@ def main() -> None:
         for i, copy in enumerate(copies):
             prefix = str(work / f"trace-{i}-{r}")
             env = {**os.environ, "KRONICLE_LAT_TRACE": prefix, "PYTHONPATH": str(copy)}
+            jvm_dir = f"{prefix}-jvm"
+            if args.jvm_log:  # every JVM honours JAVA_TOOL_OPTIONS; %p keeps the format tool's log apart
+                os.makedirs(jvm_dir)
+                env["JAVA_TOOL_OPTIONS"] = _JVM_LOG.format(d=jvm_dir)
             cmd = [sys.executable, "-m", "bench.latency", "--seq", str(args.seq), "--warmup", str(args.warmup)]
             run = subprocess.run(
-                [*cmd, "--signal-workflows", "0"], cwd=copy, env=env, capture_output=True, text=True, check=True
+                [*cmd, "--signal-workflows", "0"], cwd=copy, env=env, capture_output=True, text=True, check=False
             )
+            if run.returncode != 0:
+                raise SystemExit(f"bench.latency failed in {copy} ({run.returncode}):\n{run.stderr[-3000:]}")
             summary = json.loads(run.stdout)
             wins = windows(prefix, args.seq)
             print(f"\n== {trees[i]} round {r + 1}: {summary['sequential']}, load {summary['load_before']}")
@@ -314,7 +461,18 @@ def main() -> None:
                 print(f"  {label:22s} {median:7.2f} ms  (+{median - previous:5.2f})")
                 previous = median
             print("  engine phases, summed over the workflow's transactions (median):", phase_sums(wins), flush=True)
-    shutil.rmtree(work, ignore_errors=True)
+            if args.slowest:
+                every = windows(prefix, args.seq + args.warmup) if args.all else wins
+                roles = process_roles(prefix)
+                tail_report(every, jvm_events(jvm_dir) if args.jvm_log else [], args.slowest, roles)
+                print(
+                    "  slow collector passes and trims over the run (n, median ms, max ms):",
+                    marker_summary(prefix, roles),
+                )
+    if args.keep:
+        print(f"traces kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ anonymous and file-backed parts), CPU seconds, threads, the state store's
 ``memory_usage()`` and RocksDB properties summed over column families,
 glibc's ``malloc_info`` (heap size, free lists and mmaps, in total and per
 arena), the malloc_trim counters, the gc object count and, with
-``--tracemalloc``, Python's traced total. This process runs the bench's
+``--tracemalloc``, Python's traced total and, every sixth sample, the source
+lines whose allocations grew most since the first such sample (KB, blocks). This process runs the bench's
 worker and closed-loop callers for ``--seconds``, then prints the slopes and
 the CPU milliseconds per workflow of both processes.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import gc
 import itertools
@@ -138,7 +140,13 @@ def _sample(stack: Any, proc: psutil.Process, traced: bool) -> dict[str, Any]:
         rec["trim_cpu_s"] = round(REGISTRY.get_sample_value("kronicle_process_malloc_trim_cpu_seconds_total") or 0.0, 4)
         released = REGISTRY.get_sample_value("kronicle_process_malloc_trim_released_bytes_total") or 0.0
         rec["trim_released_mb"] = round(released / 2**20, 1)
-    rec["gc_objects"] = len(gc.get_objects())
+    rec["gc_objects"] = len(gc.get_objects())  # not counting those gc.freeze() moved out of the collector's way
+    rec["gc_frozen"] = gc.get_freeze_count()
+    rec["python_blocks_k"] = round(sys.getallocatedblocks() / 1000, 1)
+    producer = getattr(getattr(engine.processor, "_txn", None), "_producer", None)
+    if producer is not None:  # librdkafka's queue: records produced and not yet acknowledged
+        with contextlib.suppress(Exception):
+            rec["producer_queue"] = len(producer)
     if traced:
         rec["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
     return rec
@@ -174,9 +182,21 @@ async def _serve(args: argparse.Namespace) -> None:
 
     def sampler() -> None:
         proc, t0 = psutil.Process(), time.monotonic()
+        first: tracemalloc.Snapshot | None = None
         with Path(args.out).open("w") as out:
-            while not stop.wait(args.period):
+            for n in itertools.count():
+                if stop.wait(args.period):
+                    break
                 rec = {"t": round(time.monotonic() - t0, 1), **_sample(stack, proc, args.tracemalloc)}
+                if args.tracemalloc and n % 6 == 5:  # what grew since the first of these, by line (costly: seldom)
+                    snap = tracemalloc.take_snapshot()
+                    if first is None:
+                        first = snap
+                    else:
+                        top = snap.compare_to(first, "lineno")[:12]
+                        rec["tracemalloc_growth"] = [
+                            [str(d.traceback), round(d.size_diff / 2**10, 1), d.count_diff] for d in top
+                        ]
                 out.write(json.dumps(rec) + "\n")
                 out.flush()
 
@@ -242,7 +262,21 @@ async def _drive(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
     rss = [(r["t"], r["rss_mb"]) for r in rows]
     rest = [(r["t"], r["rss_mb"] - r["rocksdb_mb"]["block_cache"]) for r in rows]
+    figures = {
+        "rocksdb_block_cache_mb": lambda r: r["rocksdb_mb"]["block_cache"],
+        "malloc_in_use_mb": lambda r: r.get("malloc_heap_mb", 0) - r.get("malloc_free_mb", 0),
+        "malloc_free_mb": lambda r: r.get("malloc_free_mb", 0),
+        "anon_outside_heap_mb": lambda r: r.get("anon_mb", 0) - r.get("malloc_heap_mb", 0),
+        "python_blocks_k": lambda r: r.get("python_blocks_k", 0),
+        "gc_objects_k": lambda r: r.get("gc_objects", 0) / 1000,
+    }
+    half = rows[len(rows) // 2 :]
+    parts = {
+        name: [round(get(rows[0]), 1), round(get(rows[-1]), 1), round(_slope([(r["t"], get(r)) for r in half]), 2)]
+        for name, get in figures.items()
+    }
     summary = {
+        "parts_first_last_slope_second_half": parts,
         "workflows": done,
         "wf_per_s": round(done / args.seconds, 1),
         "load": os.getloadavg(),

@@ -24,6 +24,41 @@ END = "<!-- bench:results:end -->"
 ENGINES = ("kronicle", "temporal")
 
 
+_PART_NAMES = {
+    "rss": "resident set (RSS)",
+    "rocksdb_block_cache": "RocksDB block cache, memtables included (bounded)",
+    "rss_minus_rocksdb": "RSS less RocksDB's block cache",
+    "malloc_in_use": "glibc heap in use",
+    "malloc_free": "glibc free lists",
+    "malloc_mmap": "glibc mmapped chunks",
+    "python_blocks_k": "Python allocated blocks (thousands)",
+}
+
+
+def _engine_parts(parts: dict[str, dict[str, float]]) -> list[str]:
+    """The engine's memory by part over the memory run: what grows, and whether it is bounded."""
+    if not parts:
+        return []
+    out = [
+        "",
+        "The engine's memory by part (from its /metrics every 10 s):",
+        "",
+        "| part (MB unless noted) | first | last | per minute, second half |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for key, name in _PART_NAMES.items():
+        p = parts.get(key)
+        if p:
+            out.append(
+                f"| {name} | {_fmt(p['first'])} | {_fmt(p['last'])} | {_fmt(p['slope_mb_per_min_second_half'], 2)} |"
+            )
+    rss, cache = parts.get("rss"), parts.get("rocksdb_block_cache")
+    if rss and cache and rss["slope_mb_per_min_second_half"] > 0:
+        share = cache["slope_mb_per_min_second_half"] / rss["slope_mb_per_min_second_half"]
+        out.append(f"\nRocksDB's bounded cache filling is {share:.0%} of the engine's RSS slope over the second half.")
+    return out
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -139,6 +174,7 @@ def tables(result: dict[str, Any]) -> str:
                 f" cache with memtables); its block cache held {(rocks.get('start') or {}).get('block_cache', '?')} MB"
                 f" at the start and {(rocks.get('end') or {}).get('block_cache', '?')} MB at the end of the run."
             )
+        out += _engine_parts(mem.get("engine_parts") or {})
     for e in engines:
         rss = result[e].get("saturation_rss") or {}
         parts = [f"{name} max {_fmt(s.get('max_mb'))} MB" for name, s in rss.items() if s]

@@ -26,6 +26,14 @@ Two remedies, both on glibc only and both no-ops elsewhere:
 both as :class:`AllocatorOptions` say; the server commands (``kronicle server
 start-dev``, ``kronicle engine run``) call it first thing and have options
 ``--malloc-arena-max`` and ``--malloc-trim-seconds`` to turn either off (0).
+:func:`start_tuning` also freezes (``gc.freeze()``) the Python objects alive at
+that point (``AllocatorOptions.freeze_startup_objects``): the imported modules,
+classes and functions, which Python's full collections would otherwise scan
+every time with the GIL held. It also exports, read at scrape time, glibc's
+heap in use / free / mmapped (``kronicle_process_malloc_bytes``, from
+``mallinfo2``) and CPython's allocated blocks
+(``kronicle_process_python_allocated_blocks``), so that a memory run can tell a
+growing heap from RocksDB's bounded caches filling.
 """
 
 from __future__ import annotations
@@ -34,13 +42,17 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
+import gc
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Final
+
+from prometheus_client import Gauge
 
 from kronicle.engine.metrics import (
     MALLOC_ARENA_MAX,
@@ -54,6 +66,7 @@ __all__ = [
     "AllocatorOptions",
     "MallocTrimmer",
     "glibc",
+    "heap_usage",
     "limit_arenas",
     "malloc_trim",
     "resident_bytes",
@@ -66,6 +79,33 @@ log = logging.getLogger(__name__)
 # From glibc's malloc.h.
 _M_ARENA_MAX: Final = -8
 
+MALLOC_BYTES = Gauge(
+    "kronicle_process_malloc_bytes",
+    "glibc's heap (mallinfo2): in_use (allocated chunks), free (kept in the arenas' free lists), mmap.",
+    ["kind"],
+)
+PYTHON_BLOCKS = Gauge(
+    "kronicle_process_python_allocated_blocks", "CPython's allocated memory blocks (sys.getallocatedblocks())."
+)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AllocatorOptions:
@@ -76,6 +116,11 @@ class AllocatorOptions:
     main thread's arena apart from one that every other thread shares."""
     trim_interval_s: float = 30.0
     """Seconds between ``malloc_trim(0)`` calls; 0 turns the periodic trim off."""
+    freeze_startup_objects: bool = True
+    """``gc.freeze()`` the Python objects alive when tuning starts (the imported modules, classes and
+    functions: ~56k objects in ``kronicle server start-dev``), so that Python's full collections no
+    longer scan them: in the engine process one took 34-90 ms of wall time with the GIL held
+    (docs/benchmarks.md). Frozen objects are never collected, which is what module-level objects are."""
 
 
 @functools.cache
@@ -129,6 +174,32 @@ def malloc_trim() -> bool | None:
     if libc is None:
         return None
     return bool(libc.malloc_trim(0))
+
+
+def heap_usage() -> dict[str, int] | None:
+    """glibc's heap now, bytes: ``in_use``, ``free`` (in the arenas' free lists), ``mmap``; None off glibc 2.33+.
+
+    ``mallinfo2`` walks every arena's free lists under its lock: cheap at a scrape's pace, not per request.
+    """
+    libc = glibc()
+    mallinfo2 = getattr(libc, "mallinfo2", None) if libc is not None else None
+    if mallinfo2 is None:
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"in_use": int(info.uordblks), "free": int(info.fordblks), "mmap": int(info.hblkhd)}
+
+
+def _export_heap_metrics() -> None:
+    PYTHON_BLOCKS.set_function(sys.getallocatedblocks)
+    if heap_usage() is None:
+        return
+    for kind in ("in_use", "free", "mmap"):
+        MALLOC_BYTES.labels(kind).set_function(functools.partial(_heap_part, kind))
+
+
+def _heap_part(kind: str) -> float:
+    return float((heap_usage() or {}).get(kind, 0))
 
 
 def resident_bytes() -> int | None:
@@ -220,6 +291,9 @@ def start_tuning(options: AllocatorOptions | None = None) -> MallocTrimmer | Non
         end it early), or None when there is none.
     """
     options = options or AllocatorOptions()
+    _export_heap_metrics()
+    if options.freeze_startup_objects:
+        gc.freeze()
     if glibc() is None:
         return None
     if options.arena_max > 0:

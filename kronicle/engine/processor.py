@@ -230,6 +230,10 @@ class Processor:
                 # records share produce requests (0 made the tail worse, docs/benchmarks.md).
                 "linger.ms": 2,
                 "queue.buffering.max.messages": 1_000_000,
+                # A transaction that follows the previous one within a few ms finds the coordinator
+                # still writing that one's markers (CONCURRENT_TRANSACTIONS); librdkafka retries
+                # after retry.backoff.ms, 100 ms by default: the sequential benchmark's p99.
+                "retry.backoff.ms": 5,
                 **cfg.producer_config,
             },
             transaction_timeout_ms=cfg.transaction_timeout_ms,

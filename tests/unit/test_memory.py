@@ -219,3 +219,57 @@ def test_engine_run_tunes_the_allocator_before_it_starts(monkeypatch: pytest.Mon
     result = CliRunner().invoke(app, [*args, "--malloc-trim-seconds", "10"])
     assert result.exit_code == 0, result.output
     assert seen == [AllocatorOptions(arena_max=2, trim_interval_s=10.0), "ran"]
+
+
+@glibc_only
+def test_heap_usage_sees_malloc_memory_come_and_go() -> None:
+    before = _memory.heap_usage()
+    assert before is not None
+    # 1 KiB objects are past pymalloc's 512-byte limit: each is a malloc chunk of the heap.
+    chunks = [bytes(1024) + bytes([i % 256]) for i in range(20_000)]
+    held = _memory.heap_usage()
+    assert held is not None
+    assert held["in_use"] - before["in_use"] > 15 * 2**20
+    del chunks
+    after = _memory.heap_usage()
+    assert after is not None
+    assert held["in_use"] - after["in_use"] > 15 * 2**20
+
+
+@glibc_only
+def test_tuning_exports_the_heap_and_python_blocks_at_scrape_time() -> None:
+    with tune_allocator(AllocatorOptions(arena_max=0, trim_interval_s=0)):
+        pass
+    in_use = REGISTRY.get_sample_value("kronicle_process_malloc_bytes", {"kind": "in_use"})
+    blocks = REGISTRY.get_sample_value("kronicle_process_python_allocated_blocks")
+    assert in_use is not None and in_use > 0
+    assert blocks is not None and blocks > 0
+    # Read at scrape time, not frozen at registration.
+    held = [object() for _ in range(50_000)]
+    grown = REGISTRY.get_sample_value("kronicle_process_python_allocated_blocks")
+    assert grown is not None and grown - blocks >= 40_000
+    del held
+
+
+def test_tuning_freezes_the_startup_objects_out_of_the_collector() -> None:
+    # A fresh interpreter: the freeze is process-wide and cannot be undone for what it froze.
+    script = textwrap.dedent(
+        """
+        import gc, json, sys
+        from kronicle._memory import AllocatorOptions, start_tuning
+        before = gc.get_freeze_count()
+        start_tuning(AllocatorOptions(arena_max=0, trim_interval_s=0, freeze_startup_objects=sys.argv[1] == "1"))
+        print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    frozen, kept = (
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", script, flag], capture_output=True, text=True, check=True, env=env
+            ).stdout
+        )
+        for flag in ("1", "0")
+    )
+    assert frozen["before"] == 0 and frozen["after"] > 10_000  # kronicle's imports: tens of thousands
+    assert kept["after"] == 0
