@@ -72,9 +72,9 @@ class Plan:
     ten: int = 20
     """Sequential 10-activity workflows."""
     signal_workflows: int = 5
-    sweep: tuple[int, ...] = (10, 50, 200)
+    sweep: tuple[int, ...] = (10, 50, 200, 400)
     """Concurrency levels of the saturation sweep."""
-    sweep_workflows: tuple[int, ...] = (1500, 2500, 5000)
+    sweep_workflows: tuple[int, ...] = (1500, 2500, 5000, 6000)
     """Workflows per level (Temporal's run is capped by ``max_level_s``)."""
     max_level_s: float = 150.0
     """A level stops taking new workflows after this long (a slow engine still gets a figure)."""
