@@ -303,19 +303,8 @@ class WorkflowTaskRunner:
             self.evict(run_id)
             return None
         try:
-            await run.advance(events)
-            if run.next_event_id != scheduled + 1:
-                raise ValueError(f"history ends at event {run.next_event_id - 1}, task scheduled at {scheduled}")
-            completion = await run.activate_live(scheduled, now, task.get("updates") or ())
-            if completion.failure is not None:
-                raise WorkflowTaskFailedError(completion.failure)
-            predicted: dict[int, int] = {}
-            commands = await commands_to_wire(
-                completion.commands,
-                run=run,
-                scheduled_event_id=scheduled,
-                data_converter=self._dc,
-                predicted=predicted,
+            completion, commands, predicted = await self._activate(
+                run, events, scheduled, now, task.get("updates") or ()
             )
         except exc.NondeterminismError as err:
             self.stats["nondeterminism"] += 1
@@ -345,6 +334,35 @@ class WorkflowTaskRunner:
         if self._eager is not None and not closing:
             await self._chain(task, run, completion.commands, commands, predicted, answer)
         return answer
+
+    async def _activate(
+        self,
+        run: RunHistory,
+        events: Sequence[Mapping[str, Any]],
+        scheduled: int,
+        now: datetime,
+        updates: Sequence[Mapping[str, Any]] = (),
+    ) -> tuple[act.Completion, list[dict[str, Any]], dict[int, int]]:
+        """Feed ``events`` (ending with the task's WorkflowTaskScheduled), run the task, encode its commands.
+
+        Returns the completion, its commands on the wire, and the event ids the engine will give
+        the activities they schedule (``commands_to_wire``'s ``predicted``).
+
+        Raises:
+            ValueError: the history does not end at the task.
+            WorkflowTaskFailedError: the workflow code failed the task.
+        """
+        await run.advance(events)
+        if run.next_event_id != scheduled + 1:
+            raise ValueError(f"history ends at event {run.next_event_id - 1}, task scheduled at {scheduled}")
+        completion = await run.activate_live(scheduled, now, updates)
+        if completion.failure is not None:
+            raise WorkflowTaskFailedError(completion.failure)
+        predicted: dict[int, int] = {}
+        wire = await commands_to_wire(
+            completion.commands, run=run, scheduled_event_id=scheduled, data_converter=self._dc, predicted=predicted
+        )
+        return completion, wire, predicted
 
     async def _chain(
         self,
@@ -398,19 +416,8 @@ class WorkflowTaskRunner:
             events = speculative_events(scheduled, started_ms, step_wire, results)
             next_scheduled = int(events[-1]["event_id"])
             now = self._clock()
-            next_predicted: dict[int, int] = {}
             try:
-                await run.advance(events)
-                completion = await run.activate_live(next_scheduled, now)
-                if completion.failure is not None:
-                    raise WorkflowTaskFailedError(completion.failure)
-                wire = await commands_to_wire(
-                    completion.commands,
-                    run=run,
-                    scheduled_event_id=next_scheduled,
-                    data_converter=self._dc,
-                    predicted=next_predicted,
-                )
+                completion, wire, next_predicted = await self._activate(run, events, next_scheduled, now)
             except Exception as err:  # noqa: BLE001 - the engine runs this task normally and the worker replays it
                 self.stats["eager_step_abandoned"] += 1
                 self.evict(run.run_id)
