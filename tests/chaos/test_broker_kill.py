@@ -92,6 +92,11 @@ def test_killing_the_leader_of_busy_partitions_loses_and_repeats_nothing(
     try:
         load = SteadyLoad(driver, 0, workflows, per_second=workflows / load_seconds).start()
         time.sleep(5.0)
+        # The kills are meant to hit a running system: wait until the scripted worker has joined its
+        # group and a workflow has closed (once, in CI, none closed at all when the first kill came
+        # at 5 s, possibly while the worker's consumer was still joining).
+        if reader.wait_closed(1, 60.0) < 1:
+            pytest.fail(f"no workflow closed within 65 s, before any kill; worker stats: {worker.stats}")
         for _ in range(kills):
             engine.check()
             victim = busiest_leader(bootstrap, topics.commands)
