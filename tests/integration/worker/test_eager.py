@@ -8,8 +8,7 @@ types, order and activity attributes; only times differ).
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,24 +22,6 @@ from tests.integration.worker.test_worker import CONVERTER, EngineClient, result
 from tests.unit.worker.workflows import Greeting, Sequential, compose, echo
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def engine(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineService]:
-    service = EngineService(
-        kafka_bootstrap, f"eg{uuid.uuid4().hex[:8]}", state_dir=tmp_path_factory.mktemp("state"), partitions=2
-    )
-    service.start()
-    yield service
-    service.stop()
-    assert service.failure is None
-
-
-@pytest.fixture
-def queue(engine: EngineService) -> str:
-    name = f"q{uuid.uuid4().hex[:8]}"
-    engine.ensure_task_queue(name)
-    return name
 
 
 # Set by a test: what the "poke_self" activity does on its first call (activities run in this process).

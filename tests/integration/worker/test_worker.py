@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -44,24 +44,6 @@ class EngineClient:
             events.extend(page)
             if len(page) < 1000:
                 return events
-
-
-@pytest.fixture(scope="module")
-def engine(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineService]:
-    service = EngineService(
-        kafka_bootstrap, f"wk{uuid.uuid4().hex[:8]}", state_dir=tmp_path_factory.mktemp("state"), partitions=2
-    )
-    service.start()
-    yield service
-    service.stop()
-    assert service.failure is None
-
-
-@pytest.fixture
-def queue(engine: EngineService) -> str:
-    name = f"q{uuid.uuid4().hex[:8]}"
-    engine.ensure_task_queue(name)
-    return name
 
 
 @pytest.fixture

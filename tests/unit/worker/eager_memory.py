@@ -15,7 +15,6 @@ from typing import Any
 
 from kronicle.worker._activities import ActivityRunner, EagerActivity
 from kronicle.worker._eager import EagerActivities
-from kronicle.worker._history import ms_to_datetime
 from kronicle.worker._workflow_tasks import Answer, WorkflowTaskRunner
 from tests.unit.worker.memory import CONVERTER, QUEUE, MemoryLoop
 
@@ -71,16 +70,7 @@ class EagerLoop(MemoryLoop):
         super().__init__(workflows)
 
     def make_runner(self, workflows: list[type], max_cached_workflows: int = 1000) -> WorkflowTaskRunner:
-        return WorkflowTaskRunner(
-            workflows=workflows,
-            namespace="default",
-            identity="eager-worker",
-            data_converter=self.converter,
-            fetch_history=self._fetch,
-            max_cached_workflows=max_cached_workflows,
-            clock=lambda: ms_to_datetime(self.bench.now),
-            eager=self.eager,
-        )
+        return self._runner(workflows, max_cached_workflows, identity="eager-worker", eager=self.eager)
 
     def _acquire(self) -> bool:
         if self.free <= 0:

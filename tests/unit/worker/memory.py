@@ -51,15 +51,22 @@ class MemoryLoop:
         self.responses: list[tuple[str, dict[str, Any]]] = []
 
     def make_runner(self, workflows: list[type], max_cached_workflows: int = 1000) -> WorkflowTaskRunner:
+        return self._runner(workflows, max_cached_workflows, identity="memory-worker")
+
+    def _runner(
+        self, workflows: list[type], max_cached_workflows: int, *, identity: str, **options: Any
+    ) -> WorkflowTaskRunner:
+        """A runner on this bench's clock and history (``options``: more WorkflowTaskRunner arguments)."""
         return WorkflowTaskRunner(
             workflows=workflows,
             namespace="default",
-            identity="memory-worker",
+            identity=identity,
             data_converter=self.converter,
             fetch_history=self._fetch,
             max_cached_workflows=max_cached_workflows,
             clock=lambda: ms_to_datetime(self.bench.now),
             executor=self.executor,
+            **options,
         )
 
     async def _fetch(self, workflow_id: str, run_id: str) -> list[dict[str, Any]]:
