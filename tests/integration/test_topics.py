@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -51,6 +52,21 @@ def wait_visible(admin: AdminClient, topics: Sequence[str], timeout: float = 20.
     deadline = time.monotonic() + timeout
     while len(partition_counts(admin, topics)) < len(topics):
         assert time.monotonic() < deadline, f"{topics} not visible after {timeout} s"
+        time.sleep(0.05)
+
+
+def _metadata_showing(admin: AdminClient, topics: Sequence[str], timeout: float = 20.0) -> Any:
+    """Cluster metadata that shows every one of ``topics``.
+
+    Each read may be answered by another broker, and a broker's metadata can lag the
+    one ensure_* waited on by a moment, so one read is not enough on a three-broker cluster.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        metadata = admin.list_topics(timeout=timeout)
+        if all(name in metadata.topics for name in topics):
+            return metadata
+        assert time.monotonic() < deadline, f"{topics} not all in the metadata after {timeout} s"
         time.sleep(0.05)
 
 
@@ -165,7 +181,7 @@ def test_replication_factor_three_sets_min_insync_replicas_two(kafka_cluster3: L
     admin = AdminClient({"bootstrap.servers": kafka_cluster3.bootstrap_servers})
     ns = f"it-{uuid.uuid4().hex[:10]}"
     topics = ensure_namespace_topics(admin, ns, 2, replication_factor=3)
-    metadata = admin.list_topics(timeout=30)
+    metadata = _metadata_showing(admin, topics.all)
     for name in topics.all:
         assert all(len(p.replicas) == 3 for p in metadata.topics[name].partitions.values()), name
         entry = topic_entries(admin, name)["min.insync.replicas"]
