@@ -267,7 +267,7 @@ def engine_memory_parts(frontend: str) -> dict[str, float]:
 def memory_parts(
     rss: list[tuple[float, float]], parts: list[tuple[float, dict[str, float]]]
 ) -> dict[str, dict[str, float]]:
-    """First, last and second-half slope (MB/min) of each part, next to the RSS at the same moments.
+    """First, last, and slope (MB/min; over all and over the second half) of each part, next to the RSS then.
 
     ``rss`` is one process's :class:`RssSampler` samples, ``parts`` the :class:`MetricsSampler` samples of
     :func:`engine_memory_parts` on the same clock. Adds ``rss`` (at the parts' moments) and
@@ -289,6 +289,7 @@ def memory_parts(
             "first": s[0][1],
             "last": s[-1][1],
             "slope_mb_per_min_second_half": round(slope_mb_per_min(s[len(s) // 2 :]), 2),
+            "slope_mb_per_min_all": round(slope_mb_per_min(s), 2),
         }
         for name, s in series.items()
     }

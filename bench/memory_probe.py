@@ -4,7 +4,7 @@ Usage::
 
     python -m bench.memory_probe [--seconds 600] [--callers 200] [--out mem.jsonl]
         [--cache-mb 16 [--memtable-mb 8]] [--tracemalloc]
-        [--malloc-arena-max 2] [--malloc-trim-seconds 30]
+        [--malloc-arena-max 2] [--malloc-trim-seconds 30] [--mallopt M_MMAP_THRESHOLD=131072]
 
 Starts the dev stack (a fresh broker, the engine and the frontend, one
 partition, like ``kronicle server start-dev --partitions 1``, with the
@@ -161,8 +161,24 @@ def _serve_tuned(args: argparse.Namespace) -> None:
             print("note: this kronicle has no kronicle._memory; the allocator stays untuned", file=sys.stderr)
         asyncio.run(_serve(args))
         return
+    for setting in args.mallopt:
+        _mallopt(setting)
     with tune_allocator(AllocatorOptions(arena_max=args.malloc_arena_max, trim_interval_s=args.malloc_trim_seconds)):
         asyncio.run(_serve(args))
+
+
+# glibc's mallopt parameters (malloc.h) that an experiment may want to set.
+_MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_THRESHOLD": -3, "M_MMAP_MAX": -4, "M_ARENA_TEST": -7}
+
+
+def _mallopt(setting: str) -> None:
+    name, _, value = setting.partition("=")
+    if name not in _MALLOPT or not value.isdigit():
+        raise SystemExit(f"--mallopt takes NAME=BYTES with NAME one of {', '.join(_MALLOPT)}, not {setting!r}")
+    libc = ctypes.CDLL(None)
+    if libc.mallopt(ctypes.c_int(_MALLOPT[name]), ctypes.c_int(int(value))) != 1:
+        raise SystemExit(f"glibc refused mallopt({name}, {value})")
+    print(f"mallopt({name}, {value})", file=sys.stderr)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -317,6 +333,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--malloc-trim-seconds", type=float, default=30.0, help="malloc_trim(0) period in the engine process (0: off)"
+    )
+    parser.add_argument(
+        "--mallopt",
+        action="append",
+        default=[],
+        metavar="NAME=BYTES",
+        help="one more glibc mallopt() in the engine process before it starts, e.g. M_MMAP_THRESHOLD=131072",
     )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

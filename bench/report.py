@@ -43,14 +43,15 @@ def _engine_parts(parts: dict[str, dict[str, float]]) -> list[str]:
         "",
         "The engine's memory by part (from its /metrics every 10 s):",
         "",
-        "| part (MB unless noted) | first | last | per minute, second half |",
-        "| --- | ---: | ---: | ---: |",
+        "| part (MB unless noted) | first | last | per minute, second half | per minute, all |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for key, name in _PART_NAMES.items():
         p = parts.get(key)
         if p:
             out.append(
                 f"| {name} | {_fmt(p['first'])} | {_fmt(p['last'])} | {_fmt(p['slope_mb_per_min_second_half'], 2)} |"
+                f" {_fmt(p.get('slope_mb_per_min_all'), 2)} |"
             )
     rss, cache = parts.get("rss"), parts.get("rocksdb_block_cache")
     if rss and cache and rss["slope_mb_per_min_second_half"] > 0:
@@ -157,6 +158,13 @@ def tables(result: dict[str, Any]) -> str:
             )
     mem = result.get("kronicle", {}).get("memory")
     if mem:
+        warm = mem.get("warmup") or {}
+        if warm:
+            engine_warm = (warm.get("rss") or {}).get("engine") or {}
+            out += ["", f"The memory run starts with {warm['seconds']:.0f} s of the same saturation on the same engine "
+                    f"process ({_fmt(warm['workflows'])} workflows), in which the engine's RSS went from "
+                    f"{_fmt(engine_warm.get('first_mb'))} to {_fmt(engine_warm.get('last_mb'))} MB; the figures "
+                    "below are of the measured run after it (the chart shows both)."]  # fmt: skip
         out += ["", f"Resident memory during {mem['seconds']:.0f} s at saturation ({_fmt(mem['workflows'])} workflows, "
                 f"{_fmt(mem['throughput_wf_per_s'])} wf/s, load {_load(mem['load'][0])} → {_load(mem['load'][1])}):",
                 "", "| process | first MB | last MB | max MB | slope MB/min (second half) | slope MB/min (all) |",
@@ -247,6 +255,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
         for name, s in mem["rss"].items():
             if s.get("samples"):
                 ax.plot([t / 60 for t, _ in s["samples"]], [r for _, r in s["samples"]], label=name)
+        if mem.get("measured_from_s"):
+            ax.axvline(mem["measured_from_s"] / 60, color="grey", linestyle="--", linewidth=1, label="end of warm-up")
         ax.set_xlabel("minutes at saturation")
         ax.set_ylabel("resident memory, MB")
         ax.set_title("Kronicle memory at saturation")

@@ -35,7 +35,12 @@ async def test_every_workload_runs_on_every_engine_and_reports(kafka_bootstrap: 
         assert level["completed"] == plan.sweep_workflows[0]
         assert r["ten_activities"]["n"] == plan.ten
         assert r["signals"]["workflow"]["n"] == plan.signal_workflows
-    assert result["kronicle"]["memory"]["rss"]["engine"]["max_mb"] > 0
+    memory = result["kronicle"]["memory"]
+    assert memory["rss"]["engine"]["max_mb"] > 0
+    # The warm-up ran on the same engine before the measured run, and its figures are kept apart.
+    assert memory["warmup"]["workflows"] > 0 and memory["warmup"]["rss"]["engine"]["last_mb"] > 0
+    assert memory["measured_from_s"] > 0
+    assert memory["rss"]["engine"]["samples"][0][0] < memory["measured_from_s"]
     assert result["kronicle"]["memory"]["rocksdb_mb"]["end"]["block_cache"] > 0
     if (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
         # start-dev capped its malloc arenas (kronicle._memory), and the memory run read that back.
@@ -52,4 +57,5 @@ async def test_every_workload_runs_on_every_engine_and_reports(kafka_bootstrap: 
     text = doc.read_text()
     assert "hand-written" in text and "more prose" in text and "\nold\n" not in text
     assert "| **throughput, completed wf/s (best level)** |" in text
+    assert "s of the same saturation on the same engine process" in text
     assert png.read_bytes().startswith(b"\x89PNG")
