@@ -82,7 +82,7 @@ class Plan:
     rounds: int = 2
     """Alternating K/T rounds of the light phase."""
     memory_s: float = 600.0
-    """Measured minutes of the memory run: the engine's RSS slope over them is the flatness figure."""
+    """Seconds measured in the memory run, after its warm-up: the engine's RSS slope over them decides flatness."""
     memory_warmup_s: float = 300.0
     """Saturation before the measured ``memory_s``, on the same engine process: a fresh process's heap
     grows to its working set and settles (glibc's arenas, RocksDB's cache) in its first minutes, which
