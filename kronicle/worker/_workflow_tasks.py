@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -182,13 +183,8 @@ class WorkflowTaskRunner:
             The records to send to the commands topic (call :meth:`Answer.sent` once they are with
             the producer), or None if the task is stale (history has moved past it) and must be dropped.
         """
-        lock = self._locks.setdefault(str(task["workflow_id"]), asyncio.Lock())
-        async with lock:
-            try:
-                return await self._handle(task)
-            finally:
-                if not lock.locked() and not lock._waiters:
-                    self._locks.pop(str(task["workflow_id"]), None)
+        async with self._workflow_lock(str(task["workflow_id"])):
+            return await self._handle(task)
 
     async def query(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """Answer a ``QueryTask``: the ``QueryResult`` datum for its ``reply_to``.
@@ -196,13 +192,23 @@ class WorkflowTaskRunner:
         The answer comes from a fresh replay of the run's full history (cached instances are
         not touched, so a query can never disturb a running workflow); a closed run works the same.
         """
-        lock = self._locks.setdefault(str(task["workflow_id"]), asyncio.Lock())
-        async with lock:
-            try:
-                return await self._query(task)
-            finally:
-                if not lock.locked() and not lock._waiters:
-                    self._locks.pop(str(task["workflow_id"]), None)
+        async with self._workflow_lock(str(task["workflow_id"])):
+            return await self._query(task)
+
+    @contextlib.asynccontextmanager
+    async def _workflow_lock(self, workflow_id: str) -> AsyncIterator[None]:
+        """Hold the workflow's lock (one task or query of a workflow at a time); forget it when nobody waits.
+
+        The lock is dropped from :attr:`_locks` after it is released, not inside it (where it is
+        always still held): otherwise the worker keeps one lock per workflow it ever ran.
+        """
+        lock = self._locks.setdefault(workflow_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock._waiters and self._locks.get(workflow_id) is lock:
+                del self._locks[workflow_id]
 
     async def _query(self, task: Mapping[str, Any]) -> dict[str, Any]:
         reply: dict[str, Any] = {
