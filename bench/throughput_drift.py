@@ -9,13 +9,15 @@ run's engine), then runs 400 closed-loop callers in one-minute levels for MINUTE
 (default 15) and prints, per minute, completed workflows per second, the p50 and
 the CPU milliseconds per workflow of the engine, the broker and this process
 (worker + client). PROFILE_MINUTES (comma-separated, e.g. ``2,14``) record the
-engine with py-spy for 30 s in those minutes (``throughput-drift-prof-M.txt``,
-collapsed stacks) to compare what costs more later in a run.
+engine and this process with py-spy for 30 s in those minutes
+(``throughput-drift-prof-{engine,client}-M.txt``, collapsed stacks) to compare
+what costs more later in a run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -35,13 +37,14 @@ async def main(minutes: int, profile_at: set[int]) -> None:
         await workloads.sequential_latency(adapter, 0, warmup=50)
         pids = adapter.server_pids()
         for minute in range(minutes):
-            profiler = None
+            profilers = []
             if minute in profile_at and py_spy:
-                out = f"throughput-drift-prof-{minute}.txt"
-                cmd = [py_spy, "record", "-d", "30", "-r", "50", "--nonblocking", "-f", "raw", "-o", out]
-                profiler = subprocess.Popen(
-                    [*cmd, "-p", str(pids["engine"])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                )
+                for role, pid in (("engine", pids["engine"]), ("client", os.getpid())):
+                    out = f"throughput-drift-prof-{role}-{minute}.txt"
+                    cmd = [py_spy, "record", "-d", "30", "-r", "50", "--nonblocking", "-f", "raw", "-o", out]
+                    profilers.append(
+                        subprocess.Popen([*cmd, "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    )
             before = cpu_seconds(pids)
             level = await workloads.saturation(adapter, 10**9, 400, max_seconds=60)
             after = cpu_seconds(pids)
@@ -52,7 +55,7 @@ async def main(minutes: int, profile_at: set[int]) -> None:
                 f" CPU ms/wf {per_wf}, load {load_average()}",
                 flush=True,
             )
-            if profiler is not None:
+            for profiler in profilers:
                 profiler.wait()
     finally:
         await adapter.stop()

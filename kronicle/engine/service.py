@@ -214,18 +214,27 @@ class EngineService:
         return result
 
     def read_history(
-        self, workflow_id: str, run_id: str = "", first_event_id: int = 1, max_events: int = 1000
+        self,
+        workflow_id: str,
+        run_id: str = "",
+        first_event_id: int = 1,
+        max_events: int = 1000,
+        last_chunk: int = 0,
     ) -> list[dict[str, Any]]:
-        """One page of a run's history events (decoded ``kronicle.workflow.HistoryEvent`` datums)."""
+        """One page of a run's history events (decoded ``kronicle.workflow.HistoryEvent`` datums).
+
+        ``last_chunk``: the run state's field of that name, if the caller read the state
+        (see :func:`~kronicle.engine.workflow.read_history`).
+        """
 
         def page(get: Any) -> list[dict[str, Any]]:
-            rid = run_id
+            rid, hint = run_id, last_chunk
             if not rid:
                 state = describe(get, workflow_id)
                 if state is None:
                     return []
-                rid = state["run_id"]
-            return read_history(get, self.registry.decode, rid, first_event_id, max_events)
+                rid, hint = state["run_id"], state.get("last_chunk", 0)
+            return read_history(get, self.registry.decode, rid, first_event_id, max_events, hint)
 
         result: list[dict[str, Any]] = self._read(workflow_id, page)
         return result

@@ -211,9 +211,11 @@ class Api:
         await asyncio.get_running_loop().run_in_executor(None, self.engine.ensure_task_queue, queue)
         self._queues.add(queue)
 
-    def history_page(self, workflow_id: str, run_id: str, first: int, max_events: int) -> list[dict[str, Any]]:
+    def history_page(
+        self, workflow_id: str, run_id: str, first: int, max_events: int, last_chunk: int = 0
+    ) -> list[dict[str, Any]]:
         try:
-            return self.engine.read_history(workflow_id, run_id, first, max_events)
+            return self.engine.read_history(workflow_id, run_id, first, max_events, last_chunk)
         except NotServingError as err:
             raise _not_serving(err) from err
 
@@ -439,7 +441,8 @@ class Api:
             out["closed"] = False
             return out
         out["closed"] = True
-        last = self.history_page(workflow_id, run_id, run["next_event_id"] - 1, 1)
+        # The closing event is in the run's last chunk: one read of its key (the run state says where).
+        last = self.history_page(workflow_id, run_id, run["next_event_id"] - 1, 1, run.get("last_chunk", 0))
         if last:
             out.update(closing_event_json(last[0]))
         return out

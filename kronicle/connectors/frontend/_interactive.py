@@ -215,7 +215,7 @@ class Interactive:
         rid = run["run_id"]
         event_id = (run.get("completed_updates") or {}).get(update_id)
         if event_id is not None:
-            events = self.api.history_page(workflow_id, rid, int(event_id), 1)
+            events = self.api.history_page(workflow_id, rid, int(event_id), 1, run.get("last_chunk", 0))
             attrs = (events[0].get(_COMPLETED_ATTRS) or {}) if events else {}
             return {"run_id": rid, "stage": "COMPLETED", "result": attrs.get("result"), "failure": attrs.get("failure")}
         pending = (run.get("updates") or {}).get(update_id)

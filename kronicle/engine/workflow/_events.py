@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 from kronicle.engine.workflow._state import CF_EVENTS, event_key
 
@@ -33,6 +33,7 @@ __all__ = [
     "encode_chunk",
     "event_chunks",
     "iter_events",
+    "last_chunk_start",
     "read_event",
 ]
 
@@ -63,6 +64,12 @@ def event_chunks(stored: Sequence[bytes]) -> Iterator[tuple[int, bytes]]:
         yield start, encode_chunk(stored[start : start + EVENTS_PER_CHUNK])
 
 
+def last_chunk_start(events: Sequence[dict[str, Any]]) -> int:
+    """The event id the last chunk of ``events`` (one write, in event id order) starts at, as
+    :func:`event_chunks` splits them."""
+    return int(events[(len(events) - 1) // EVENTS_PER_CHUNK * EVENTS_PER_CHUNK]["event_id"])
+
+
 def chunk_events(value: bytes) -> list[bytes]:
     """The events' bytes of a stored chunk (or of a single event stored by an older version).
 
@@ -87,8 +94,21 @@ def chunk_events(value: bytes) -> list[bytes]:
     return events
 
 
-def _chunk_at(get: Getter, run_id: str, event_id: int) -> tuple[int, list[bytes]] | None:
-    """The chunk holding ``event_id``: (its first event id, its events), or None if no stored chunk does."""
+def _chunk_at(get: Getter, run_id: str, event_id: int, last_chunk: int = 0) -> tuple[int, list[bytes]] | None:
+    """The chunk holding ``event_id``: (its first event id, its events), or None if no stored chunk does.
+
+    ``last_chunk`` (the run state's ``last_chunk``, 0 if unknown) is where the run's last stored
+    chunk starts: an event at or after it is in that chunk, found with one read of a key that
+    exists, instead of probing the absent keys before it (each probe may load filter and index
+    blocks of every level that is not in the block cache). The hint is trusted: it is written
+    with the chunk it names (both in one commit, restored from one changelog), so an event
+    past that chunk's end is not stored. A hint with no stored chunk falls back to probing.
+    """
+    if 0 < last_chunk <= event_id:
+        raw = get(CF_EVENTS, event_key(run_id, last_chunk))
+        if raw is not None:
+            events = chunk_events(raw)
+            return (last_chunk, events) if last_chunk + len(events) > event_id else None
     for first in range(event_id, max(0, event_id - EVENTS_PER_CHUNK), -1):
         raw = get(CF_EVENTS, event_key(run_id, first))
         if raw is not None:
@@ -97,13 +117,14 @@ def _chunk_at(get: Getter, run_id: str, event_id: int) -> tuple[int, list[bytes]
     return None
 
 
-def iter_events(get: Getter, run_id: str, first_event_id: int = 1) -> Iterator[tuple[int, bytes]]:
+def iter_events(get: Getter, run_id: str, first_event_id: int = 1, last_chunk: int = 0) -> Iterator[tuple[int, bytes]]:
     """``(event id, stored bytes)`` of the run's stored events from ``first_event_id`` on, in order.
 
     Stops at the first event id that is not stored (the end of the history).
+    ``last_chunk`` is the run state's hint (see :func:`_chunk_at`).
     """
     event_id = max(first_event_id, 1)
-    found = _chunk_at(get, run_id, event_id)
+    found = _chunk_at(get, run_id, event_id, last_chunk)
     while found is not None:
         first, events = found
         for i in range(event_id - first, len(events)):
@@ -113,9 +134,12 @@ def iter_events(get: Getter, run_id: str, first_event_id: int = 1) -> Iterator[t
         found = (event_id, chunk_events(raw)) if raw is not None else None
 
 
-def read_event(get: Getter, run_id: str, event_id: int) -> bytes | None:
-    """The stored bytes of one event of the run, or None if it is not stored."""
-    found = _chunk_at(get, run_id, event_id)
+def read_event(get: Getter, run_id: str, event_id: int, last_chunk: int = 0) -> bytes | None:
+    """The stored bytes of one event of the run, or None if it is not stored.
+
+    ``last_chunk`` is the run state's hint (see :func:`_chunk_at`).
+    """
+    found = _chunk_at(get, run_id, event_id, last_chunk)
     if found is None:
         return None
     first, events = found

@@ -538,7 +538,7 @@ class WorkflowHandler(WorkerCommands, InterWorkflowResults, ActivityResults, Con
     def _reply_completed_update(self, tx: Tx, run: Run, update_id: str, reply_to: str | None) -> None:
         if not reply_to:
             return
-        raw = read_event(tx.ctx.get, run["run_id"], run["completed_updates"][update_id])
+        raw = read_event(tx.ctx.get, run["run_id"], run["completed_updates"][update_id], run.get("last_chunk", 0))
         attrs = self._cfg.decode(raw)[1][attributes_field("WorkflowExecutionUpdateCompleted")] if raw else {}
         value = {
             "workflow_id": run["workflow_id"],

@@ -42,16 +42,19 @@ def read_history(
     run_id: str,
     first_event_id: int = 1,
     max_events: int = 1000,
+    last_chunk: int = 0,
 ) -> list[dict[str, Any]]:
     """Up to ``max_events`` events of a run from ``first_event_id`` on (one page).
 
     The next page starts at the last returned event id + 1; an empty page means
-    there are no newer events yet.
+    there are no newer events yet. ``last_chunk`` is the run state's field of that
+    name if the caller has the state (0 if not): it saves probing for the chunk of
+    an event in the run's latest write.
     """
     events: list[dict[str, Any]] = []
     if max_events <= 0:
         return events
-    for _event_id, raw in iter_events(get, run_id, first_event_id):
+    for _event_id, raw in iter_events(get, run_id, first_event_id, last_chunk):
         events.append(decode(raw)[1])
         if len(events) >= max_events:
             break

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kronicle.engine.handler import Context
-from kronicle.engine.workflow._events import chunk_events, event_chunks, iter_events
+from kronicle.engine.workflow._events import chunk_events, event_chunks, iter_events, last_chunk_start
 from kronicle.engine.workflow._state import (
     CF_CURRENT,
     CF_EVENTS,
@@ -538,6 +538,11 @@ class Tx:
         for run in self.runs.values():
             if run is not None:
                 self.release_queries(run)
+        for run_id, events in self.events.items():
+            if events and (run := self.runs.get(run_id)) is not None:
+                # Where the run's last chunk starts: the closing event (the result) and the events
+                # of the latest command are read with one get of a key that exists.
+                run["last_chunk"] = last_chunk_start(events)
         for run_id, run in self.runs.items():
             if run is not None and (encoded := dumps(run)) != self._raw.get(run_id):
                 self.ctx.put(CF_RUNS, run_id.encode(), encoded)

@@ -129,3 +129,53 @@ def test_purging_a_run_deletes_every_chunk_of_both_layouts_and_nothing_else() ->
     assert sorted(key for cf, key in deleted if cf == "wf_events") == [
         event_key(run_id, i) for i in (1, 2, 3, 4, 5, 6, 9)
     ]
+
+
+def test_the_run_state_names_its_last_chunk_so_the_closing_event_is_one_read() -> None:
+    b = Bench()
+    run_id = b.start("wf")
+    assert b.run("wf")["last_chunk"] == 1
+    n = EVENTS_PER_CHUNK + 10
+    b.complete_task("wf", [*(schedule_activity(f"a{i}") for i in range(n)), command("CompleteWorkflowExecution")])
+    run = b.run("wf")
+    assert run["status"] == "COMPLETED"
+    # The closing write was split: the hint is where its last piece starts.
+    assert run["last_chunk"] == 3 + EVENTS_PER_CHUNK == _event_keys(b, run_id)[-1]
+    history = b.history("wf")
+    reads: list[bytes] = []
+
+    def counting_get(cf: str, key: bytes) -> bytes | None:
+        reads.append(key)
+        return b.get(cf, key)
+
+    closing = run["next_event_id"] - 1
+    raw = read_event(counting_get, run_id, closing, run["last_chunk"])
+    assert raw is not None and CODEC.decode(raw)[1] == history[-1]
+    assert reads == [event_key(run_id, run["last_chunk"])]
+    # Without the hint the same event costs a probe per absent key before its chunk.
+    reads.clear()
+    assert read_event(counting_get, run_id, closing) == raw
+    assert len(reads) == closing - run["last_chunk"] + 1 > 1
+    # The hint changes no answer: every start of every read, and past the end.
+    for first in range(1, closing + 2):
+        hinted = list(iter_events(b.get, run_id, first, run["last_chunk"]))
+        assert hinted == list(iter_events(b.get, run_id, first)), first
+        assert read_event(b.get, run_id, first, run["last_chunk"]) == read_event(b.get, run_id, first)
+
+
+def test_a_hint_that_names_no_stored_chunk_or_a_later_event_falls_back_to_probing() -> None:
+    b = Bench()
+    run_id = b.start("wf")
+    b.complete_task("wf", [schedule_activity()])
+    history = b.history("wf")
+    assert _event_keys(b, run_id) == [1, 3]
+    # 0: no hint (a state written before the field); 2 and 4: no chunk starts there; 99: after every event.
+    for hint in (0, 2, 4, 99):
+        assert [CODEC.decode(raw)[1] for _, raw in iter_events(b.get, run_id, 1, hint)] == history, hint
+        for event_id in range(1, 6):
+            raw = read_event(b.get, run_id, event_id, hint)
+            assert raw is not None and CODEC.decode(raw)[1] == history[event_id - 1], (hint, event_id)
+        assert read_event(b.get, run_id, 6, hint) is None
+    # A run stored one event per key by an older build reads the same with the hint a new write sets.
+    _to_per_event_layout(b, run_id)
+    assert [CODEC.decode(raw)[1] for _, raw in iter_events(b.get, run_id, 1, 5)] == history
