@@ -40,9 +40,14 @@ class EngineLike(Protocol):
         ...
 
     def read_history(
-        self, workflow_id: str, run_id: str = "", first_event_id: int = 1, max_events: int = 1000
+        self,
+        workflow_id: str,
+        run_id: str = "",
+        first_event_id: int = 1,
+        max_events: int = 1000,
+        last_chunk: int = 0,
     ) -> list[dict[str, Any]]:
-        """One page of a run's decoded history events."""
+        """One page of a run's decoded history events (``last_chunk``: the run state's hint, 0 if unknown)."""
         ...
 
     async def wait_for_change(self, workflow_id: str, timeout: float) -> bool:
