@@ -123,7 +123,8 @@ def dumps(obj: Any) -> bytes:
     """Canonical JSON of ``obj`` (dicts with str keys, lists, scalars, bytes)."""
     # orjson writes the same bytes as the json encoder above (sorted keys, no spaces) about
     # four times faster, except for what it writes differently or refuses, which goes through
-    # json: text that is not ASCII (orjson writes UTF-8 where json writes \u escapes), keys
+    # json: text that is not ASCII (orjson writes UTF-8 where json writes \u escapes) or holds
+    # DEL (0x7f: ASCII, but json escapes it as \u007f and orjson writes it as it is), keys
     # that are not strings, integers over 64 bits, and what ``_bytes_to_json`` rejects (json
     # then raises its TypeError). Floats (a retry policy's backoff coefficient, 0 or 1-1000)
     # are written alike between 1e-4 and 1e16; outside it orjson writes other digits for the
@@ -132,7 +133,7 @@ def dumps(obj: Any) -> bytes:
         out = orjson.dumps(obj, default=_bytes_to_json, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError is one, as is its integer range error
         return _ENCODER.encode(obj).encode()
-    return out if out.isascii() else _ENCODER.encode(obj).encode()
+    return out if out.isascii() and b"\x7f" not in out else _ENCODER.encode(obj).encode()
 
 
 def loads(data: bytes) -> Any:
