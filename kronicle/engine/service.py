@@ -233,7 +233,10 @@ class EngineService:
                 state = describe(get, workflow_id)
                 if state is None:
                     return []
-                rid, hint = state["run_id"], state.get("last_chunk", 0)
+                rid = state["run_id"]
+                # The hint holds for the events this state knows of; a later one (a long poll's
+                # next event) may have been written since, so that read probes.
+                hint = state.get("last_chunk", 0) if first_event_id < state["next_event_id"] else 0
             return read_history(get, self.registry.decode, rid, first_event_id, max_events, hint)
 
         result: list[dict[str, Any]] = self._read(workflow_id, page)

@@ -102,7 +102,10 @@ def _chunk_at(get: Getter, run_id: str, event_id: int, last_chunk: int = 0) -> t
     exists, instead of probing the absent keys before it (each probe may load filter and index
     blocks of every level that is not in the block cache). The hint is trusted: it is written
     with the chunk it names (both in one commit, restored from one changelog), so an event
-    past that chunk's end is not stored. A hint with no stored chunk falls back to probing.
+    past that chunk's end was not stored when that state was read. Pass a hint only with
+    event ids of the same state (the closing event, a completed update's event): a later
+    command may have written chunks after it since. A hint with no stored chunk falls back
+    to probing.
     """
     if 0 < last_chunk <= event_id:
         raw = get(CF_EVENTS, event_key(run_id, last_chunk))
