@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, ConfigSource
 
 from kronicle.connectors.local_kafka import LocalCluster
@@ -41,10 +41,23 @@ def ns() -> str:
     return f"it-{uuid.uuid4().hex[:10]}"
 
 
-def topic_entries(admin: AdminClient, topic: str) -> dict[str, ConfigEntry]:
+def topic_entries(admin: AdminClient, topic: str, timeout: float = 20.0) -> dict[str, ConfigEntry]:
+    """The topic's config entries, as a broker that already knows the topic reports them.
+
+    The request goes to any broker, and on a three-broker cluster that broker's metadata
+    can lag the one ensure_* waited on; it then answers UNKNOWN_TOPIC_OR_PART for a moment.
+    """
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entries: dict[str, ConfigEntry] = admin.describe_configs([resource])[resource].result(timeout=30)
-    return entries
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            entries: dict[str, ConfigEntry] = admin.describe_configs([resource])[resource].result(timeout=30)
+            return entries
+        except KafkaException as exc:
+            unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 def wait_visible(admin: AdminClient, topics: Sequence[str], timeout: float = 20.0) -> None:
