@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rocksdict import Options, Rdict, ReadOptions
 
 from kronicle.state.store import (
     META_COLUMN_FAMILY,
@@ -82,6 +83,30 @@ def test_scan_is_in_key_order_with_exclusive_end_and_limit(store: StateStore) ->
     assert [k for k, _ in store.scan(0, "state", start=b"a", limit=2)] == [b"a", b"ab"]
     assert [k for k, _ in store.scan(0, "state", start=b"b", end=b"b")] == []
     assert list(store.scan(0, "state", limit=0)) == []
+
+
+def test_rocksdb_takes_the_raw_upper_bound_as_given(tmp_path: Path) -> None:
+    # _scan hands its end key to RocksDB as the iterator's upper bound (and checks it by hand
+    # too). This pins that rocksdict passes raw bytes through unencoded for raw-mode families:
+    # without the hand check, RocksDB alone must stop exactly before the bound.
+    db = Rdict(str(tmp_path / "raw"), Options(raw_mode=True))
+    try:
+        keys = sorted(bytes([a, b]) for a in (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF) for b in (0x00, 0xFF))
+        for key in keys:
+            db[key] = b"v"
+        for bound in [*keys, b"\x80", b"\x01\x00\x00", b"\xff\xff\x00"]:
+            opts = ReadOptions()
+            opts.set_iterate_upper_bound(bound)
+            it = db.iter(opts)
+            it.seek(b"")
+            seen = []
+            while it.valid():
+                seen.append(it.key())
+                it.next()
+            del it
+            assert seen == [k for k in keys if k < bound], bound
+    finally:
+        db.close()
 
 
 def test_scan_reads_a_snapshot(store: StateStore) -> None:
