@@ -38,6 +38,8 @@ _MAX_TIMEOUT_MS = 60_000
 # Temporal's UpdateWorkflowExecutionLifecycleStage names, in order.
 _STAGES = ("ADMITTED", "ACCEPTED", "COMPLETED")
 _COMPLETED_ATTRS = "workflow_execution_update_completed_event_attributes"
+# How long an update's answer waits for the engine's store to show it (see Interactive._until_stored).
+_STORED_WAIT_S = 2.0
 
 
 class Interactive:
@@ -159,12 +161,12 @@ class Interactive:
                     raise engine_error(reply, workflow_id)
                 run_id = str(reply.get("run_id", ""))
                 stage = str(reply.get("stage", ""))
+                if stage not in ("REJECTED", "ABORTED", "COMPLETED") and stage != wait_for:
+                    continue
+                await self._until_stored(workflow_id, run_id, update_id, stage)
                 if stage in ("REJECTED", "ABORTED"):
                     raise _update_failed(stage, workflow_id, run_id, update_id, reply.get("failure"))
-                if stage == "COMPLETED":
-                    return web.json_response(_update_json(workflow_id, run_id, update_id, reply))
-                if stage == wait_for:
-                    return web.json_response(_update_json(workflow_id, run_id, update_id, reply))
+                return web.json_response(_update_json(workflow_id, run_id, update_id, reply))
         # Not there in time (no worker yet, a slow handler, or a retried update the engine does not
         # announce again): answer the stage it reached; the caller polls GET .../updates/{update_id}.
         outcome = self._update_state(workflow_id, run_id or requested_run, update_id)
@@ -206,6 +208,29 @@ class Interactive:
                 workflow_id, deadline, lambda: self._update_state(workflow_id, run_id, update_id)
             )
 
+    async def _until_stored(self, workflow_id: str, run_id: str, update_id: str, stage: str) -> None:
+        """Wait, briefly, until the engine's store shows the update at the ``stage`` a reply announced.
+
+        The reply is visible once the engine's transaction commits, a moment before the engine's
+        local store has the change (as with commands, see ``Api._send``). Without this wait a poll
+        of the update right after the answer could read the stage before it. The wait is bounded
+        (2 s): a run that no longer remembers the update (a rejection pushed out by newer ones) or
+        a partition that moved away ends it, and the answer goes out as the reply said.
+        """
+        deadline = time.monotonic() + _STORED_WAIT_S
+        while True:
+            with self.api.engine.watch_change(workflow_id) as changed:
+                try:
+                    if _shows(self._update_state(workflow_id, run_id, update_id), stage):
+                        return
+                except ApiError:
+                    return  # not readable here (restoring, moved): the poll will say so itself
+                try:
+                    async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                        await changed.wait()
+                except TimeoutError:
+                    return
+
     def _update_state(self, workflow_id: str, run_id: str, update_id: str) -> dict[str, Any] | None:
         """The stage (and outcome) of an update from the run's stored state; None if the run has no such update.
 
@@ -232,6 +257,16 @@ class Interactive:
             await self.api.gateway.produce(schema, workflow_id, datum)
         except RuntimeError as err:
             raise ApiError("NotReady", f"{err}; retry in a moment") from err
+
+
+def _shows(outcome: dict[str, Any] | None, stage: str) -> bool:
+    """Whether the stored ``outcome`` of an update (see ``_update_state``) has reached a reply's ``stage``."""
+    stored = None if outcome is None else outcome["stage"]
+    if stage == "ABORTED":  # the closed run dropped it
+        return stored not in ("ADMITTED", "ACCEPTED")
+    if stage == "ACCEPTED":
+        return stored in ("ACCEPTED", "COMPLETED")
+    return stored == stage
 
 
 def _update_json(workflow_id: str, run_id: str, update_id: str, reply: dict[str, Any]) -> dict[str, Any]:

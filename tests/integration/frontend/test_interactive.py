@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -264,6 +265,47 @@ async def test_a_rejected_update_can_be_polled_afterwards_and_answers_the_reject
     assert await handle.execute_update(Counter.add, 3, id="bad-1") == 5
     status, polled = await call(frontend, "GET", wf(engine, handle.id, "/updates/bad-1"))
     assert status == 200 and polled["stage"] == "COMPLETED"
+
+
+async def test_a_poll_right_after_an_update_answer_sees_that_answer_even_if_the_store_lags(
+    frontend: Frontend, engine: EngineService, client: Client, queue: str, worker: Worker, monkeypatch: Any
+) -> None:
+    # The reply is visible once the engine's transaction commits; the engine's store has the change
+    # a moment later. Widen that moment: each commit reaches the store 0.3 s after it is visible.
+    handle = await started(client, queue, 2)
+    store = engine.processor.store
+    apply = store.apply
+
+    def late_apply(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)
+        apply(*args, **kwargs)
+
+    monkeypatch.setattr(store, "apply", late_apply)
+    one = (await client.data_converter.encode([1]))[0].to_dict()
+    minus = (await client.data_converter.encode([-1]))[0].to_dict()
+    status, body = await call(
+        frontend, "POST", wf(engine, handle.id, "/update/add"), {"update_id": "late-bad", "input": [minus]}
+    )
+    assert_error(status, body, 400, "UpdateRejected")
+    status, polled = await call(frontend, "GET", wf(engine, handle.id, "/updates/late-bad"), wait="0")
+    assert_error(status, polled, 400, "UpdateRejected")
+    status, body = await call(
+        frontend, "POST", wf(engine, handle.id, "/update/add"), {"update_id": "late-ok", "input": [one]}
+    )
+    assert status == 200 and body["stage"] == "COMPLETED"
+    status, polled = await call(frontend, "GET", wf(engine, handle.id, "/updates/late-ok"), wait="0")
+    assert status == 200 and polled["stage"] == "COMPLETED", polled
+    status, body = await call(
+        frontend,
+        "POST",
+        wf(engine, handle.id, "/update/add_later"),
+        {"update_id": "late-acc", "input": [one], "wait_for_stage": "ACCEPTED"},
+    )
+    assert status == 200 and body["stage"] == "ACCEPTED"
+    status, polled = await call(
+        frontend, "GET", wf(engine, handle.id, "/updates/late-acc"), wait="0", wait_for_stage="ACCEPTED"
+    )
+    assert status == 200 and polled["stage"] == "ACCEPTED", polled
 
 
 async def test_an_update_left_in_flight_is_aborted_when_the_run_closes(
