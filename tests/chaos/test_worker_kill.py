@@ -49,9 +49,19 @@ class WorkerProcess:
         ]  # fmt: skip
         self.log = log_dir / f"worker-{identity}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_from = 0
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until this start of the worker serves its queue (it prints ``worker ready``)."""
+        deadline = time.monotonic() + timeout
+        while b"worker ready" not in self.log.read_bytes()[self._log_from :]:
+            assert self.alive(), f"worker {self.log.stem} exited while starting; see {self.log}"
+            assert time.monotonic() < deadline, f"worker {self.log.stem} not ready after {timeout} s"
+            await asyncio.sleep(0.1)
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self._log_from = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(die_with_parent(self.cmd), stdout=out, stderr=subprocess.STDOUT, env=env)
         return self
@@ -118,9 +128,13 @@ async def test_killing_workers_mid_activity_and_mid_workflow_task_loses_and_repe
                 await asyncio.sleep(0.6 if short else 0.05)
 
         async def chaos() -> None:
-            await asyncio.sleep(2.0)  # the first activities are running
+            # A kill must find activities running on its victim. A worker still starting (slow on a
+            # loaded machine: a restarted one may take seconds) holds none, so each kill waits until
+            # its victim serves the queue, then a moment (an attempt takes ~1 s) for it to take some.
             for _ in range(kills):
                 victim = workers[random.randrange(WORKERS)]
+                await victim.wait_ready()
+                await asyncio.sleep(random.uniform(0.8, 1.5))
                 victim.kill9()
                 kill_log.append(victim.log.stem)
                 await asyncio.sleep(random.uniform(0.5, 1.5))
